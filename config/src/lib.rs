@@ -1,0 +1,313 @@
+#![forbid(unsafe_code)]
+//! facekey configuration: the typed, validated form of `/etc/facekey/config.toml`.
+//!
+//! This crate only parses, validates and renders. It never opens cameras, models or face stores,
+//! and never judges whether a file is trustworthy: the engine checks ownership and permissions
+//! on the file it opened, then hands the text to [`Config::from_toml_str`]. Every error names
+//! the file, the line and column, and the dotted key (`section.key`), in one line.
+//!
+//! The shipped default file is [`DEFAULT_CONFIG_TOML`]; a test keeps it equal to
+//! [`Config::default`], so the documentation and the code cannot drift apart.
+
+mod error;
+mod locate;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+
+/// Where the PAM module and the CLI read the configuration from unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/facekey/config.toml";
+
+/// The shipped default configuration file, every key present and commented.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.toml");
+
+/// Default `matching.threshold`: the largest embedding distance still accepted as the same face.
+///
+/// The one place this number lives; the shipped file must say the same (a test checks).
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
+
+/// PAM services facekey answers for by default. Never `sshd`: a face in front of the server's
+/// camera says nothing about who is typing on the remote end.
+const DEFAULT_PAM_SERVICES: &[&str] = &[
+    "login",
+    "sudo",
+    "sudo-i",
+    "su",
+    "su-l",
+    "polkit-1",
+    "gdm-password",
+    "sddm",
+    "lightdm",
+    "xscreensaver",
+    "kscreenlocker",
+    "i3lock",
+    "swaylock",
+    "gnome-screensaver",
+    "cinnamon-screensaver",
+    "mate-screensaver",
+    "xfce4-screensaver",
+    "hyprlock",
+];
+
+/// The whole configuration. Every section and key is optional in the file; missing ones take
+/// the defaults below.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub general: General,
+    pub camera: Camera,
+    pub detection: Detection,
+    pub models: Models,
+    pub matching: Matching,
+    pub auth: Auth,
+    pub storage: Storage,
+    pub pam: Pam,
+    pub rate_limit: RateLimit,
+}
+
+/// `[general]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct General {
+    /// When true, facekey answers "unavailable" for everyone and PAM falls through to the
+    /// next method (usually the password).
+    pub disabled: bool,
+}
+
+/// `[camera]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Camera {
+    /// Where frames come from: `v4l2:/dev/videoN`, `file:PATH[,PATH...]` or `dir:PATH`.
+    /// The engine parses the form; this crate keeps the text.
+    pub source: String,
+}
+
+impl Default for Camera {
+    fn default() -> Self {
+        Camera {
+            source: "v4l2:/dev/video0".to_owned(),
+        }
+    }
+}
+
+/// `[detection]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Detection {
+    /// Frames taller than this (pixels) are downscaled before detection. 64..=4096.
+    pub max_height: u32,
+    /// Minimum detector confidence for a face, in (0, 1).
+    pub score_threshold: f32,
+    /// Overlap (intersection over union) above which two detections are the same face, in (0, 1).
+    pub nms_iou: f32,
+    /// Detections smaller than this (pixels, in the original frame) are ignored.
+    pub min_face_size: u32,
+}
+
+impl Default for Detection {
+    fn default() -> Self {
+        Detection {
+            max_height: 320,
+            score_threshold: 0.6,
+            nms_iou: 0.3,
+            min_face_size: 40,
+        }
+    }
+}
+
+/// `[models]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Models {
+    /// Directory holding the shipped model files. Absolute.
+    pub dir: PathBuf,
+    /// Which embedder variant to run.
+    pub embedder: EmbedderKind,
+    /// Replacement detector model. Absent: the shipped file in `dir`. Absolute when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detector_file: Option<PathBuf>,
+    /// SHA-256 of the detector file (64 hex characters, lowercase after loading). Absent: the
+    /// pinned hash of the shipped file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detector_sha256: Option<String>,
+    /// Replacement embedder model. Absent: the shipped file in `dir`. Absolute when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedder_file: Option<PathBuf>,
+    /// SHA-256 of the embedder file (64 hex characters, lowercase after loading). Absent: the
+    /// pinned hash of the shipped file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedder_sha256: Option<String>,
+}
+
+impl Default for Models {
+    fn default() -> Self {
+        Models {
+            dir: PathBuf::from("/usr/share/facekey/models"),
+            embedder: EmbedderKind::default(),
+            detector_file: None,
+            detector_sha256: None,
+            embedder_file: None,
+            embedder_sha256: None,
+        }
+    }
+}
+
+/// The embedder variant, written `"int8"` or `"fp32"` in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// Quantised model: smaller and faster, the default.
+    #[default]
+    Int8,
+    /// Full-precision model.
+    Fp32,
+}
+
+/// `[matching]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Matching {
+    /// Largest embedding distance accepted as the enrolled face, in (0, 2].
+    pub threshold: f32,
+    /// How many frames must match before the user is accepted. At least 1.
+    pub required_matches: u32,
+}
+
+impl Default for Matching {
+    fn default() -> Self {
+        Matching {
+            threshold: DEFAULT_THRESHOLD,
+            required_matches: 1,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Seconds facekey may look for a matching face before giving up, in (0, 60].
+    pub timeout: f64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { timeout: 4.0 }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Directory of enrolled faces, one file per user. Absolute.
+    pub faces_dir: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            faces_dir: PathBuf::from("/etc/facekey/faces"),
+        }
+    }
+}
+
+/// `[pam]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pam {
+    /// PAM service names facekey answers for; any other service gets "unavailable".
+    /// `sshd` is refused. An empty list means no service.
+    pub services: Vec<String>,
+    /// Tell the user a face is being looked for.
+    pub detection_notice: bool,
+    /// Tell the user whose face was recognised.
+    pub confirmation: bool,
+}
+
+impl Default for Pam {
+    fn default() -> Self {
+        Pam {
+            services: DEFAULT_PAM_SERVICES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            detection_notice: true,
+            confirmation: true,
+        }
+    }
+}
+
+/// `[rate_limit]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Failed attempts per user allowed within `window` before facekey stops trying. At least 1.
+    pub max_failures: u32,
+    /// Length of the window, in seconds. At least 1.
+    pub window: u64,
+    /// Where the failure counters live (tmpfs, so a reboot clears them). Absolute.
+    pub state_dir: PathBuf,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            max_failures: 5,
+            window: 60,
+            state_dir: PathBuf::from("/run/facekey"),
+        }
+    }
+}
+
+impl Config {
+    /// Parse TOML text; `origin` is the file path used in error messages.
+    ///
+    /// Unknown sections and keys are errors, not warnings: a misspelt key silently taking its
+    /// default is how a security setting gets lost. The result is validated; hashes are
+    /// lowercased.
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| locate::parse_error(text, origin, &e))?;
+        config.normalise();
+        validate::check(&config).map_err(|v| locate::invalid_error(text, origin, v))?;
+        Ok(config)
+    }
+
+    /// Read and parse a file (no permission checks here: the engine checks trust on the opened
+    /// file and calls [`Config::from_toml_str`]).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text, path)
+    }
+
+    /// The effective configuration rendered back as TOML (for `facekey config show`).
+    /// Keys left unset (`None`) are omitted, since TOML has no null.
+    pub fn to_toml_string(&self) -> String {
+        // Every field is a bool, number, string, path, list of strings or a table of those, all
+        // of which TOML can represent, and tables come after plain values; serialisation
+        // cannot fail.
+        toml::to_string(self).expect("Config always serialises to TOML")
+    }
+
+    /// Canonical forms the engine can compare without caring how the user typed them.
+    fn normalise(&mut self) {
+        for hash in [
+            &mut self.models.detector_sha256,
+            &mut self.models.embedder_sha256,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            hash.make_ascii_lowercase();
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Rules a parsed configuration must satisfy beyond its types.
+//!
+//! Each rule names the key it is about; `locate` turns that into a line in the file. Rules only
+//! look at values: nothing here touches the filesystem (whether a directory exists is the
+//! engine's question, asked when it is used).
+
+use std::path::Path;
+
+use crate::Config;
+
+/// A broken rule: which key, which list element if the key is a list, and why.
+#[derive(Debug)]
+pub(crate) struct Violation {
+    /// Dotted path, `section.key`.
+    pub key: &'static str,
+    /// Index into the list value, when one element is at fault.
+    pub element: Option<usize>,
+    pub message: String,
+}
+
+impl Violation {
+    fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Violation {
+            key,
+            element: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// The first rule `config` breaks, in section order.
+pub(crate) fn check(config: &Config) -> Result<(), Violation> {
+    let d = &config.detection;
+    in_range_u32("detection.max_height", d.max_height, 64, 4096)?;
+    open_unit("detection.score_threshold", d.score_threshold)?;
+    open_unit("detection.nms_iou", d.nms_iou)?;
+
+    let m = &config.models;
+    absolute("models.dir", &m.dir)?;
+    if let Some(file) = &m.detector_file {
+        absolute("models.detector_file", file)?;
+    }
+    if let Some(hash) = &m.detector_sha256 {
+        sha256("models.detector_sha256", hash)?;
+    }
+    if let Some(file) = &m.embedder_file {
+        absolute("models.embedder_file", file)?;
+    }
+    if let Some(hash) = &m.embedder_sha256 {
+        sha256("models.embedder_sha256", hash)?;
+    }
+
+    let threshold = config.matching.threshold;
+    // Embeddings are unit vectors: their distance lies in [0, 2]. Written as a positive test so
+    // NaN fails it.
+    if !(threshold.is_finite() && threshold > 0.0 && threshold <= 2.0) {
+        return Err(Violation::new(
+            "matching.threshold",
+            format!("must be greater than 0 and at most 2, found {threshold}"),
+        ));
+    }
+    at_least_one(
+        "matching.required_matches",
+        config.matching.required_matches.into(),
+    )?;
+
+    let timeout = config.auth.timeout;
+    if !(timeout > 0.0 && timeout <= 60.0) {
+        return Err(Violation::new(
+            "auth.timeout",
+            format!("must be greater than 0 and at most 60 seconds, found {timeout}"),
+        ));
+    }
+
+    absolute("storage.faces_dir", &config.storage.faces_dir)?;
+
+    for (i, service) in config.pam.services.iter().enumerate() {
+        let message = if service.is_empty() {
+            Some("service names must not be empty".to_owned())
+        } else if service.chars().any(char::is_whitespace) {
+            Some(format!("service name {service:?} contains whitespace"))
+        } else if service == "sshd" {
+            // The camera is on the server, the person is on the other end of the connection.
+            Some("\"sshd\" is refused: a face at this machine's camera does not identify a remote user".to_owned())
+        } else {
+            None
+        };
+        if let Some(message) = message {
+            return Err(Violation {
+                key: "pam.services",
+                element: Some(i),
+                message,
+            });
+        }
+    }
+
+    let r = &config.rate_limit;
+    at_least_one("rate_limit.max_failures", r.max_failures.into())?;
+    at_least_one("rate_limit.window", r.window)?;
+    absolute("rate_limit.state_dir", &r.state_dir)?;
+    Ok(())
+}
+
+fn in_range_u32(key: &'static str, value: u32, min: u32, max: u32) -> Result<(), Violation> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Violation::new(
+            key,
+            format!("must be between {min} and {max}, found {value}"),
+        ))
+    }
+}
+
+fn open_unit(key: &'static str, value: f32) -> Result<(), Violation> {
+    if value > 0.0 && value < 1.0 {
+        Ok(())
+    } else {
+        Err(Violation::new(
+            key,
+            format!("must be greater than 0 and less than 1, found {value}"),
+        ))
+    }
+}
+
+fn at_least_one(key: &'static str, value: u64) -> Result<(), Violation> {
+    if value >= 1 {
+        Ok(())
+    } else {
+        Err(Violation::new(key, "must be at least 1, found 0"))
+    }
+}
+
+/// PAM modules run with whatever working directory the calling program had: a relative path
+/// would point somewhere different for `sudo` and for the login screen.
+fn absolute(key: &'static str, path: &Path) -> Result<(), Violation> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(Violation::new(
+            key,
+            format!(
+                "must be an absolute path, found {:?}",
+                path.display().to_string()
+            ),
+        ))
+    }
+}
+
+fn sha256(key: &'static str, hash: &str) -> Result<(), Violation> {
+    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(Violation::new(
+            key,
+            format!(
+                "must be 64 hexadecimal characters (as printed by sha256sum), found {hash:?} ({} characters)",
+                hash.chars().count()
+            ),
+        ))
+    }
+}

@@ -1,0 +1,180 @@
+//! Alignment: from a detected face to the 150x150 chip the embedder expects.
+//!
+//! A similarity transform (rotation, uniform scale, translation; no shear) maps the five detected
+//! landmarks onto the dlib chip template in the least-squares sense (Umeyama's method, closed form
+//! in 2-D), and the chip is resampled bilinearly through its inverse. Written by hand: it is thirty
+//! lines of arithmetic, and the image-processing crates that offer warps would add far more code to
+//! the module than they save.
+
+use image::{Rgb, RgbImage};
+
+use crate::detect::Face;
+
+/// Side of the chip the dlib ResNet takes.
+pub const CHIP_SIZE: u32 = 150;
+
+/// Where the five landmarks of a dlib-aligned 150x150 chip sit, in the detector's landmark order
+/// (measured by running YuNet on dlib's own chips; see models/PROVENANCE.md).
+pub const DLIB_CHIP_TEMPLATE: [[f32; 2]; 5] = [
+    [47.1, 44.4],
+    [101.9, 45.2],
+    [74.6, 77.8],
+    [49.8, 101.9],
+    [97.7, 102.7],
+];
+
+/// A similarity transform `p' = [a -b; b a] p + [tx ty]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Similarity {
+    pub a: f32,
+    pub b: f32,
+    pub tx: f32,
+    pub ty: f32,
+}
+
+impl Similarity {
+    /// The least-squares similarity taking `src` points onto `dst` points.
+    pub fn estimate(src: &[[f32; 2]; 5], dst: &[[f32; 2]; 5]) -> Option<Similarity> {
+        let n = src.len() as f64;
+        let mean = |pts: &[[f32; 2]; 5]| {
+            let (sx, sy) = pts
+                .iter()
+                .fold((0.0, 0.0), |(x, y), p| (x + p[0] as f64, y + p[1] as f64));
+            (sx / n, sy / n)
+        };
+        let (msx, msy) = mean(src);
+        let (mdx, mdy) = mean(dst);
+        let (mut dot, mut cross, mut var) = (0.0f64, 0.0f64, 0.0f64);
+        for (s, d) in src.iter().zip(dst) {
+            let (sx, sy) = (s[0] as f64 - msx, s[1] as f64 - msy);
+            let (dx, dy) = (d[0] as f64 - mdx, d[1] as f64 - mdy);
+            dot += sx * dx + sy * dy;
+            cross += sx * dy - sy * dx;
+            var += sx * sx + sy * sy;
+        }
+        if var < 1e-9 || !var.is_finite() {
+            return None;
+        }
+        let a = dot / var;
+        let b = cross / var;
+        let tx = mdx - (a * msx - b * msy);
+        let ty = mdy - (b * msx + a * msy);
+        Some(Similarity {
+            a: a as f32,
+            b: b as f32,
+            tx: tx as f32,
+            ty: ty as f32,
+        })
+    }
+
+    pub fn apply(&self, p: [f32; 2]) -> [f32; 2] {
+        [
+            self.a * p[0] - self.b * p[1] + self.tx,
+            self.b * p[0] + self.a * p[1] + self.ty,
+        ]
+    }
+
+    pub fn inverse(&self) -> Option<Similarity> {
+        let det = self.a * self.a + self.b * self.b;
+        if det < 1e-12 {
+            return None;
+        }
+        let (a, b) = (self.a / det, -self.b / det);
+        let tx = -(a * self.tx - b * self.ty);
+        let ty = -(b * self.tx + a * self.ty);
+        Some(Similarity { a, b, tx, ty })
+    }
+}
+
+/// Cut the aligned 150x150 chip for `face` out of `image`. `None` when the landmarks are degenerate.
+pub fn align(image: &RgbImage, face: &Face) -> Option<RgbImage> {
+    let to_chip = Similarity::estimate(&face.landmarks, &DLIB_CHIP_TEMPLATE)?;
+    let to_image = to_chip.inverse()?;
+    let mut chip = RgbImage::new(CHIP_SIZE, CHIP_SIZE);
+    for (x, y, px) in chip.enumerate_pixels_mut() {
+        let [sx, sy] = to_image.apply([x as f32, y as f32]);
+        *px = bilinear(image, sx, sy);
+    }
+    Some(chip)
+}
+
+/// Bilinear sample with edge clamping (pixels outside the image repeat the border).
+fn bilinear(image: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
+    let (w, h) = image.dimensions();
+    let max_x = (w - 1) as f32;
+    let max_y = (h - 1) as f32;
+    let x = x.clamp(0.0, max_x);
+    let y = y.clamp(0.0, max_y);
+    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let p = |xx, yy| image.get_pixel(xx, yy).0;
+    let (p00, p10, p01, p11) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+    let mut out = [0u8; 3];
+    for c in 0..3 {
+        let top = p00[c] as f32 * (1.0 - fx) + p10[c] as f32 * fx;
+        let bottom = p01[c] as f32 * (1.0 - fx) + p11[c] as f32 * fx;
+        out[c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
+    }
+    Rgb(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_recovers_a_known_similarity() {
+        let truth = Similarity {
+            a: 0.8,
+            b: 0.3,
+            tx: 12.0,
+            ty: -7.0,
+        };
+        let src = [
+            [10.0, 20.0],
+            [60.0, 22.0],
+            [35.0, 50.0],
+            [15.0, 80.0],
+            [55.0, 82.0],
+        ];
+        let dst = src.map(|p| truth.apply(p));
+        let got = Similarity::estimate(&src, &dst).unwrap();
+        for (g, t) in [
+            (got.a, truth.a),
+            (got.b, truth.b),
+            (got.tx, truth.tx),
+            (got.ty, truth.ty),
+        ] {
+            assert!((g - t).abs() < 1e-3, "{got:?} vs {truth:?}");
+        }
+        let back = got.inverse().unwrap().apply(dst[2]);
+        assert!((back[0] - src[2][0]).abs() < 1e-3 && (back[1] - src[2][1]).abs() < 1e-3);
+    }
+
+    #[test]
+    fn degenerate_landmarks_give_no_chip() {
+        let image = RgbImage::new(10, 10);
+        let face = Face {
+            bbox: [0.0, 0.0, 5.0, 5.0],
+            landmarks: [[3.0, 3.0]; 5],
+            score: 0.9,
+        };
+        assert!(align(&image, &face).is_none());
+    }
+
+    #[test]
+    fn landmarks_on_the_template_give_the_image_back() {
+        let mut image = RgbImage::new(CHIP_SIZE, CHIP_SIZE);
+        for (x, y, p) in image.enumerate_pixels_mut() {
+            *p = Rgb([x as u8, y as u8, 7]);
+        }
+        let face = Face {
+            bbox: [0.0, 0.0, 150.0, 150.0],
+            landmarks: DLIB_CHIP_TEMPLATE,
+            score: 1.0,
+        };
+        let chip = align(&image, &face).unwrap();
+        assert_eq!(chip.get_pixel(40, 90).0, [40, 90, 7]);
+    }
+}

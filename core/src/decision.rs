@@ -1,0 +1,257 @@
+//! The authentication decision: the one function the PAM module and the CLI both call.
+//!
+//! Given a user, a configuration and a frame source, it reads frames until the deadline and returns a
+//! typed [`Outcome`]. Only [`Outcome::Matched`] means "let this person in", and it is produced only
+//! when a face in a frame is closer than the threshold to an enrolled sample of that very user.
+//! Anything that keeps the decision from being made properly is [`Outcome::Unavailable`], with the reason.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use facekey_config::Config;
+
+use crate::engine::{Engine, EngineCache};
+use crate::frame::{self, FrameSource, SourceError};
+use crate::models::ModelError;
+use crate::store::{Enrolment, Store, StoreError, UserName};
+
+/// What happened while deciding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Frames read from the source.
+    pub frames: u32,
+    /// Frames that could not be decoded and were skipped.
+    pub bad_frames: u32,
+    /// Faces seen, over all frames.
+    pub faces: u32,
+    /// Time from the start of the decision to the outcome.
+    pub elapsed: Duration,
+}
+
+/// The decision.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A face matched an enrolled sample of the user.
+    Matched {
+        label: String,
+        sample_id: u32,
+        distance: f32,
+        stats: Stats,
+    },
+    /// Faces were seen, none matched before the deadline or the end of the source.
+    NoMatch { best_distance: f32, stats: Stats },
+    /// No face was seen before the deadline or the end of the source.
+    NoFace { stats: Stats },
+    /// The decision could not be made; face authentication does not apply.
+    Unavailable(Unavailable),
+}
+
+/// Why face authentication could not be attempted.
+#[derive(thiserror::Error, Debug)]
+pub enum Unavailable {
+    #[error("face authentication is disabled in the configuration")]
+    Disabled,
+    #[error("{0}")]
+    BadUser(String),
+    #[error("user {user} has no enrolled face")]
+    NoEnrolment { user: String },
+    #[error("enrolment store: {0}")]
+    Store(#[from] StoreError),
+    #[error("models: {0}")]
+    Model(#[from] ModelError),
+    #[error("frame source: {0}")]
+    Source(#[from] SourceError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Outcome {
+    pub fn is_match(&self) -> bool {
+        matches!(self, Outcome::Matched { .. })
+    }
+
+    pub fn stats(&self) -> Option<&Stats> {
+        match self {
+            Outcome::Matched { stats, .. }
+            | Outcome::NoMatch { stats, .. }
+            | Outcome::NoFace { stats } => Some(stats),
+            Outcome::Unavailable(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Matched { label, sample_id, distance, stats } => write!(
+                f,
+                "matched '{label}' (sample {sample_id}), distance {distance:.3}, after {} frame(s) in {} ms",
+                stats.frames,
+                stats.elapsed.as_millis()
+            ),
+            Outcome::NoMatch { best_distance, stats } => write!(
+                f,
+                "no match: {} face(s) seen, best distance {best_distance:.3}, {} frame(s) in {} ms",
+                stats.faces,
+                stats.frames,
+                stats.elapsed.as_millis()
+            ),
+            Outcome::NoFace { stats } => write!(
+                f,
+                "no face seen in {} frame(s) in {} ms",
+                stats.frames,
+                stats.elapsed.as_millis()
+            ),
+            Outcome::Unavailable(reason) => write!(f, "unavailable: {reason}"),
+        }
+    }
+}
+
+/// The whole path: configuration switches, the user's enrolment, the models and the source, then the
+/// frames. The enrolment is read before anything expensive, so a user with none costs almost nothing;
+/// the models load on another thread while the source opens.
+pub fn authenticate(
+    user: &str,
+    config: &Config,
+    engines: &EngineCache,
+    open_source: &mut dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    deadline: Instant,
+) -> Outcome {
+    let started = Instant::now();
+    if config.general.disabled {
+        return Outcome::Unavailable(Unavailable::Disabled);
+    }
+    let user = match UserName::new(user) {
+        Ok(u) => u,
+        Err(e) => return Outcome::Unavailable(Unavailable::BadUser(e.to_string())),
+    };
+    let store = Store::new(&config.storage.faces_dir);
+    let enrolment = match store.load(&user) {
+        Ok(Some(e)) if !e.samples.is_empty() => e,
+        Ok(_) => {
+            return Outcome::Unavailable(Unavailable::NoEnrolment {
+                user: user.to_string(),
+            })
+        }
+        Err(e) => return Outcome::Unavailable(e.into()),
+    };
+    let (engine, source) = std::thread::scope(|scope| {
+        let engine = scope.spawn(|| engines.get(config));
+        let source = open_source();
+        let engine = engine.join().unwrap_or_else(|_| {
+            Err(ModelError::Invalid {
+                path: "models".into(),
+                reason: "loader failed".into(),
+            })
+        });
+        (engine, source)
+    });
+    let engine: Arc<Engine> = match engine {
+        Ok(e) => e,
+        Err(e) => return Outcome::Unavailable(e.into()),
+    };
+    let mut source = match source {
+        Ok(s) => s,
+        Err(e) => return Outcome::Unavailable(e.into()),
+    };
+    if enrolment.embedder != *engine.embedder.id() {
+        return Outcome::Unavailable(Unavailable::Store(StoreError::ForeignEmbedder {
+            path: store.path_for(&user),
+            found: enrolment.embedder.clone(),
+            expected: engine.embedder.id().clone(),
+        }));
+    }
+    decide(
+        &engine,
+        &enrolment,
+        config,
+        source.as_mut(),
+        started,
+        deadline,
+    )
+}
+
+/// Read frames until one holds a face close enough to one of `enrolment`'s samples (as many
+/// consecutive matching frames as `matching.required_matches` asks), the source ends, or the deadline.
+pub fn decide(
+    engine: &Engine,
+    enrolment: &Enrolment,
+    config: &Config,
+    source: &mut dyn FrameSource,
+    started: Instant,
+    deadline: Instant,
+) -> Outcome {
+    let threshold = config.matching.threshold;
+    let required = config.matching.required_matches.max(1);
+    let mut stats = Stats::default();
+    let mut best = f32::INFINITY;
+    let mut streak = 0u32;
+    while Instant::now() < deadline {
+        let frame = match source.next_frame(deadline) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => return Outcome::Unavailable(e.into()),
+        };
+        stats.frames += 1;
+        let Ok(image) = frame.to_rgb() else {
+            stats.bad_frames += 1;
+            continue;
+        };
+        let faces = match engine.analyse(&image) {
+            Ok(faces) => faces,
+            Err(e) => return Outcome::Unavailable(Unavailable::Internal(e.to_string())),
+        };
+        stats.faces += faces.len() as u32;
+        // Any enrolled face among those in the frame counts.
+        let mut frame_best: Option<(f32, usize)> = None;
+        for face in &faces {
+            for (i, sample) in enrolment.samples.iter().enumerate() {
+                let d = face.embedding.distance(&sample.embedding);
+                if frame_best.is_none_or(|(b, _)| d < b) {
+                    frame_best = Some((d, i));
+                }
+            }
+        }
+        match frame_best {
+            Some((d, i)) if d < threshold => {
+                best = best.min(d);
+                streak += 1;
+                if streak >= required {
+                    let sample = &enrolment.samples[i];
+                    stats.elapsed = started.elapsed();
+                    return Outcome::Matched {
+                        label: sample.label.clone(),
+                        sample_id: sample.id,
+                        distance: d,
+                        stats,
+                    };
+                }
+            }
+            Some((d, _)) => {
+                best = best.min(d);
+                streak = 0;
+            }
+            None => streak = 0,
+        }
+    }
+    stats.elapsed = started.elapsed();
+    if stats.faces > 0 {
+        Outcome::NoMatch {
+            best_distance: best,
+            stats,
+        }
+    } else {
+        Outcome::NoFace { stats }
+    }
+}
+
+/// Open the source a configuration names.
+pub fn open_configured_source(config: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
+    frame::open_source(&config.camera.source)
+}
+
+/// The deadline a configuration gives, from now.
+pub fn deadline_from(config: &Config) -> Instant {
+    Instant::now() + Duration::from_secs_f64(config.auth.timeout)
+}

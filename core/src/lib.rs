@@ -1,0 +1,20 @@
+//! facekey's engine: frames in, a decision out.
+//!
+//! A frame travels: [`frame`] (decode) -> [`detect`] (YuNet, boxes and five landmarks) -> [`align`]
+//! (150x150 chip) -> [`embed`] (dlib ResNet, 128-d) -> [`decision`] (distance to the user's enrolled
+//! samples in [`store`]). [`models`] reads the model files through [`trust`] and verifies their hashes.
+//! The PAM module and the CLI both decide through [`decision::authenticate`].
+
+pub mod align;
+pub mod decision;
+pub mod detect;
+pub mod embed;
+pub mod engine;
+pub mod frame;
+pub mod models;
+pub mod settings;
+pub mod store;
+pub mod trust;
+
+pub use decision::{authenticate, Outcome, Stats, Unavailable};
+pub use engine::{Engine, EngineCache};

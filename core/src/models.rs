@@ -1,0 +1,472 @@
+//! The model files facekey runs, and how they are read.
+//!
+//! Every model is read through the trust check (root-owned, not writable by others, parents included),
+//! hashed, and compared with the SHA-256 pinned here, or with the one the configuration names
+//! explicitly. A file whose hash does not match is never handed to the inference engine.
+//!
+//! The compressed (int8) embedder stores its weights as int8 with per-channel scales, in ONNX QDQ form.
+//! Handing that graph to tract as it is costs about 250 ms of graph rewriting at every load, which a
+//! login cannot afford. So the weights are dequantised here, while the protobuf is still plain data,
+//! and the activation fake-quantisation pairs are dropped: the network then runs in fp32 with the
+//! int8-rounded weights, loads as fast as the fp32 file, and is four times smaller on disk.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use facekey_config::{Config, EmbedderKind};
+use sha2::{Digest, Sha256};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
+use tract_onnx::prelude::*;
+
+use crate::trust::{self, TrustError};
+
+/// A model file the product ships, with its pinned hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShippedModel {
+    pub file_name: &'static str,
+    pub sha256: &'static str,
+}
+
+/// YuNet face detector (2023mar), fp32, dynamic input size.
+pub const DETECTOR: ShippedModel = ShippedModel {
+    file_name: "yunet_2023mar_fp32_dynamic.onnx",
+    sha256: "726aba5cb81b8501e4b1a51298d81f9bf64de97d5987d7e6141cddd7856b071c",
+};
+
+/// dlib ResNet-29 embedder, 128-d, fp32.
+pub const EMBEDDER_FP32: ShippedModel = ShippedModel {
+    file_name: "dlib_resnet128_faceapi.onnx",
+    sha256: "f5405f45f38c3762a00e746749f50ab6d628e69ce459ce88275e66ab29aad3db",
+};
+
+/// The same embedder with int8 weights (static QDQ, per-channel s8): the default.
+pub const EMBEDDER_INT8: ShippedModel = ShippedModel {
+    file_name: "dlib_resnet_faceapi_static_qdq_s8.onnx",
+    sha256: "108eb7999b301316cfa63028c0e98e89b8b9944c577864d7f12e3a38b713b13d",
+};
+
+/// Why a model could not be used.
+#[derive(thiserror::Error, Debug)]
+pub enum ModelError {
+    #[error("model file refused: {0}")]
+    Untrusted(#[from] TrustError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: SHA-256 is {found}, expected {expected}: the file is not the model facekey was \
+         configured to trust (reinstall it, or set the hash explicitly in the configuration)"
+    )]
+    HashMismatch {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: not a usable model: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Where a model file is and which hash it must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLocation {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// The detector's file and expected hash, from the configuration.
+pub fn detector_location(config: &Config) -> ModelLocation {
+    let m = &config.models;
+    locate(&m.dir, &m.detector_file, &m.detector_sha256, DETECTOR)
+}
+
+/// The embedder's file and expected hash, from the configuration.
+pub fn embedder_location(config: &Config) -> ModelLocation {
+    let m = &config.models;
+    let shipped = match m.embedder {
+        EmbedderKind::Int8 => EMBEDDER_INT8,
+        EmbedderKind::Fp32 => EMBEDDER_FP32,
+    };
+    locate(&m.dir, &m.embedder_file, &m.embedder_sha256, shipped)
+}
+
+fn locate(
+    dir: &Path,
+    file: &Option<PathBuf>,
+    sha256: &Option<String>,
+    shipped: ShippedModel,
+) -> ModelLocation {
+    let path = match file {
+        Some(f) if f.is_absolute() => f.clone(),
+        Some(f) => dir.join(f),
+        None => dir.join(shipped.file_name),
+    };
+    // A file named without a hash must be the shipped model: a different model needs its hash spelled out.
+    let sha256 = sha256
+        .clone()
+        .unwrap_or_else(|| shipped.sha256.to_string())
+        .to_ascii_lowercase();
+    ModelLocation { path, sha256 }
+}
+
+/// Read a model file through the trust check and verify its hash.
+pub fn read_verified(location: &ModelLocation) -> Result<Vec<u8>, ModelError> {
+    let path = &location.path;
+    let mut file = trust::open_trusted_file(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    let found = sha256_hex(&bytes);
+    if found != location.sha256 {
+        return Err(ModelError::HashMismatch {
+            path: path.clone(),
+            found,
+            expected: location.sha256.clone(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An ONNX model ready to run, for one fixed input shape.
+pub type Plan = Arc<TypedRunnableModel>;
+
+/// Parse verified bytes, fold int8 weights to fp32, fix the input shape, optimise.
+pub fn build_plan(bytes: &[u8], path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
+    let invalid = |e: TractError| ModelError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("{e:#}"),
+    };
+    let onnx = tract_onnx::onnx();
+    let mut proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(invalid)?;
+    fold_quantisation(&mut proto).map_err(|reason| ModelError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let model = onnx.model_for_proto_model(&proto).map_err(invalid)?;
+    let plan = model
+        .with_input_fact(0, f32::fact(input_shape).into())
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(invalid)?;
+    Ok(plan)
+}
+
+/// Parse verified bytes into a protobuf once, for models that are planned for several input shapes.
+pub fn parse_proto(bytes: &[u8], path: &Path) -> Result<ModelProto, ModelError> {
+    let mut proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| ModelError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        })?;
+    fold_quantisation(&mut proto).map_err(|reason| ModelError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    Ok(proto)
+}
+
+/// Plan a parsed model for one input shape.
+pub fn plan_proto(
+    proto: &ModelProto,
+    path: &Path,
+    input_shape: &[usize],
+) -> Result<Plan, ModelError> {
+    let invalid = |e: TractError| ModelError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("{e:#}"),
+    };
+    tract_onnx::onnx()
+        .model_for_proto_model(proto)
+        .and_then(|m| m.with_input_fact(0, f32::fact(input_shape).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(invalid)
+}
+
+// ONNX TensorProto data types used by QDQ graphs.
+const ONNX_FLOAT: i32 = 1;
+const ONNX_UINT8: i32 = 2;
+const ONNX_INT8: i32 = 3;
+const ONNX_INT32: i32 = 6;
+
+/// Rewrite a QDQ graph into plain fp32: every DequantizeLinear of a constant becomes an fp32
+/// initialiser; every QuantizeLinear -> DequantizeLinear pair on an activation is removed.
+/// A graph without quantisation is left as it is.
+fn fold_quantisation(proto: &mut ModelProto) -> Result<(), String> {
+    let Some(graph) = proto.graph.as_mut() else {
+        return Err("the file holds no graph".into());
+    };
+    if !graph.node.iter().any(|n| n.op_type == "DequantizeLinear") {
+        return Ok(());
+    }
+    let mut inits: HashMap<String, TensorProto> = graph
+        .initializer
+        .drain(..)
+        .map(|t| (t.name.clone(), t))
+        .collect();
+
+    // 1. Constant dequantisation -> fp32 initialisers.
+    let mut kept = Vec::with_capacity(graph.node.len());
+    for node in graph.node.drain(..) {
+        let constant = node.op_type == "DequantizeLinear"
+            && node
+                .input
+                .iter()
+                .all(|i| i.is_empty() || inits.contains_key(i));
+        if constant {
+            let tensor = dequantise(&node, &inits)?;
+            inits.insert(tensor.name.clone(), tensor);
+        } else {
+            kept.push(node);
+        }
+    }
+
+    // 2. Activation Q -> DQ pairs. The quantiser fused each ReLU into the quantisation range of its
+    //    output (a range starting at zero clips negatives), so a pair whose range starts at zero
+    //    becomes that ReLU again; any other pair is dropped and its consumers read the Q input.
+    let producers: HashMap<String, usize> = kept
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op_type == "QuantizeLinear")
+        .map(|(i, n)| (n.output[0].clone(), i))
+        .collect();
+    let mut rename: HashMap<String, String> = HashMap::new();
+    let mut replace: HashMap<usize, NodeProto> = HashMap::new();
+    let mut drop = vec![false; kept.len()];
+    for (i, node) in kept.iter().enumerate() {
+        if node.op_type != "DequantizeLinear" {
+            continue;
+        }
+        let Some(&q) = producers.get(&node.input[0]) else {
+            return Err(format!(
+                "DequantizeLinear '{}' of a non-constant, non-quantised input",
+                node.name
+            ));
+        };
+        drop[q] = true;
+        let quantiser = &kept[q];
+        if range_starts_at_zero(quantiser, &inits)? {
+            replace.insert(
+                i,
+                NodeProto {
+                    name: format!("{}_relu", node.output[0]),
+                    op_type: "Relu".into(),
+                    input: vec![quantiser.input[0].clone()],
+                    output: vec![node.output[0].clone()],
+                    ..Default::default()
+                },
+            );
+        } else {
+            rename.insert(node.output[0].clone(), quantiser.input[0].clone());
+            drop[i] = true;
+        }
+    }
+    let resolve = |name: &String| -> String {
+        let mut n = name.clone();
+        while let Some(next) = rename.get(&n) {
+            n = next.clone();
+        }
+        n
+    };
+    let mut nodes: Vec<NodeProto> = Vec::with_capacity(kept.len());
+    for (i, node) in kept.into_iter().enumerate() {
+        if let Some(relu) = replace.remove(&i) {
+            nodes.push(relu);
+        } else if !drop[i] {
+            nodes.push(node);
+        }
+    }
+    for node in &mut nodes {
+        for input in &mut node.input {
+            *input = resolve(input);
+        }
+        if node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear" {
+            return Err(format!("unpaired {} '{}'", node.op_type, node.name));
+        }
+    }
+    // A graph output that was a dropped DQ keeps its name: route it through an Identity.
+    for output in &graph.output {
+        let source = resolve(&output.name);
+        if source != output.name {
+            nodes.push(NodeProto {
+                name: format!("{}_identity", output.name),
+                op_type: "Identity".into(),
+                input: vec![source],
+                output: vec![output.name.clone()],
+                ..Default::default()
+            });
+        }
+    }
+    // Keep only the initialisers something still reads.
+    let used: HashSet<&String> = nodes.iter().flat_map(|n| n.input.iter()).collect();
+    graph.initializer = inits
+        .into_values()
+        .filter(|t| used.contains(&t.name))
+        .collect();
+    graph.node = nodes;
+    graph.value_info.clear();
+    graph.quantization_annotation.clear();
+    prune_graph_inputs(graph);
+    Ok(())
+}
+
+/// Whether a QuantizeLinear's range starts at zero: its zero point is the type's minimum.
+fn range_starts_at_zero(
+    q: &NodeProto,
+    inits: &HashMap<String, TensorProto>,
+) -> Result<bool, String> {
+    let Some(zp) = q
+        .input
+        .get(2)
+        .filter(|n| !n.is_empty())
+        .and_then(|n| inits.get(n))
+    else {
+        // No zero point: uint8 with zero point 0, which starts at zero.
+        return Ok(true);
+    };
+    let values = tensor_values(zp)?;
+    let minimum = match zp.data_type {
+        ONNX_UINT8 => 0.0,
+        ONNX_INT8 => -128.0,
+        other => {
+            return Err(format!(
+                "QuantizeLinear '{}' to unsupported type {other}",
+                q.name
+            ))
+        }
+    };
+    Ok(values.iter().all(|&z| z == minimum))
+}
+
+/// Initialisers listed as graph inputs (older exporters do this) must not stay inputs once unused.
+fn prune_graph_inputs(graph: &mut GraphProto) {
+    let used: HashSet<String> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .collect();
+    graph.input.retain(|i| used.contains(&i.name));
+}
+
+/// y = (x - zero_point) * scale, per tensor or per channel along `axis`.
+fn dequantise(
+    node: &NodeProto,
+    inits: &HashMap<String, TensorProto>,
+) -> Result<TensorProto, String> {
+    let get = |i: usize| {
+        node.input
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .and_then(|n| inits.get(n))
+    };
+    let x = get(0).ok_or_else(|| format!("DequantizeLinear '{}' without data", node.name))?;
+    let scale = get(1).ok_or_else(|| format!("DequantizeLinear '{}' without scale", node.name))?;
+    let values = tensor_values(x)?;
+    let scales = tensor_values(scale)?;
+    let zeros = match get(2) {
+        Some(z) => tensor_values(z)?,
+        None => vec![0.0; scales.len()],
+    };
+    if scales.is_empty() || zeros.len() != scales.len() {
+        return Err(format!(
+            "DequantizeLinear '{}': scale and zero point disagree",
+            node.name
+        ));
+    }
+    let dims: Vec<usize> = x.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let (outer_stride, channels) = if scales.len() == 1 {
+        (values.len().max(1), 1)
+    } else {
+        let axis_attr = node
+            .attribute
+            .iter()
+            .find(|a| a.name == "axis")
+            .map(|a| a.i)
+            .unwrap_or(1);
+        let rank = dims.len() as i64;
+        let axis = if axis_attr < 0 {
+            axis_attr + rank
+        } else {
+            axis_attr
+        };
+        if axis < 0 || axis >= rank || dims[axis as usize] != scales.len() {
+            return Err(format!(
+                "DequantizeLinear '{}': bad axis {axis_attr}",
+                node.name
+            ));
+        }
+        let inner: usize = dims[axis as usize + 1..].iter().product();
+        (inner, scales.len())
+    };
+    let out: Vec<f32> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = if channels == 1 {
+                0
+            } else {
+                (i / outer_stride) % channels
+            };
+            ((v - zeros[c]) * scales[c]) as f32
+        })
+        .collect();
+    Ok(TensorProto {
+        name: node.output[0].clone(),
+        dims: x.dims.clone(),
+        data_type: ONNX_FLOAT,
+        raw_data: out.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    })
+}
+
+/// The values of an int8, uint8, int32 or float tensor, as f64 (exact for all of them).
+fn tensor_values(t: &TensorProto) -> Result<Vec<f64>, String> {
+    let raw = &t.raw_data;
+    let v: Vec<f64> = match t.data_type {
+        ONNX_FLOAT if !raw.is_empty() => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+            .collect(),
+        ONNX_FLOAT => t.float_data.iter().map(|&x| x as f64).collect(),
+        ONNX_INT8 if !raw.is_empty() => raw.iter().map(|&b| b as i8 as f64).collect(),
+        ONNX_UINT8 if !raw.is_empty() => raw.iter().map(|&b| b as f64).collect(),
+        ONNX_INT8 | ONNX_UINT8 => t.int32_data.iter().map(|&x| x as f64).collect(),
+        ONNX_INT32 if !raw.is_empty() => raw
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+            .collect(),
+        ONNX_INT32 => t.int32_data.iter().map(|&x| x as f64).collect(),
+        other => {
+            return Err(format!(
+                "tensor '{}' has unsupported data type {other}",
+                t.name
+            ))
+        }
+    };
+    let expected: i64 = t.dims.iter().product();
+    if v.len() as i64 != expected {
+        return Err(format!(
+            "tensor '{}' holds {} values for shape {:?}",
+            t.name,
+            v.len(),
+            t.dims
+        ));
+    }
+    Ok(v)
+}

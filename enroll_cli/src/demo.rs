@@ -1,0 +1,121 @@
+//! `facekey demo`: the whole job on built-in sample faces, with no camera and no root.
+//!
+//! Enrols one person from three built-in images into a throw-away store, then authenticates another
+//! image of the same person and an image of someone else through the same decision function the PAM
+//! module uses, and prints both decisions with their distances and timings.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use facekey_config::Config;
+use facekey_core::decision::deadline_from;
+use facekey_core::engine::Engine;
+use facekey_core::frame;
+use facekey_core::store::{Enrolment, Store, UserName};
+use facekey_core::{authenticate, EngineCache};
+
+use crate::{load_config, CliResult, Failure};
+
+/// Public-domain face chips from the repository's test data (dlib's `examples/johns`, from LFW).
+const ENROL: [(&str, &[u8]); 3] = [
+    (
+        "John_Simm/000288_00470387.jpg",
+        include_bytes!("../../tests/data/faces/johns/John_Simm/000288_00470387.jpg"),
+    ),
+    (
+        "John_Simm/000297_00470170.jpg",
+        include_bytes!("../../tests/data/faces/johns/John_Simm/000297_00470170.jpg"),
+    ),
+    (
+        "John_Simm/000300_00470148.jpg",
+        include_bytes!("../../tests/data/faces/johns/John_Simm/000300_00470148.jpg"),
+    ),
+];
+const SAME_PERSON: (&str, &[u8]) = (
+    "John_Simm/000310_00470511.jpg",
+    include_bytes!("../../tests/data/faces/johns/John_Simm/000310_00470511.jpg"),
+);
+const OTHER_PERSON: (&str, &[u8]) = (
+    "John_Salley/000179_02159509.jpg",
+    include_bytes!("../../tests/data/faces/johns/John_Salley/000179_02159509.jpg"),
+);
+
+/// The model folder of a source checkout, for running the demo before the package is installed.
+const CHECKOUT_MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+
+pub fn run(config_path: Option<&Path>) -> CliResult<()> {
+    let mut config: Config = load_config(config_path)?;
+    if !config.models.dir.exists() {
+        config.models.dir = PathBuf::from(CHECKOUT_MODELS);
+    }
+    let work = tempfile::Builder::new()
+        .prefix("facekey-demo-")
+        .tempdir()
+        .map_err(|e| Failure::from_error("temporary folder", &e))?;
+    config.storage.faces_dir = work.path().join("faces");
+    let write = |(name, bytes): (&str, &[u8])| -> CliResult<PathBuf> {
+        let path = work.path().join(name.replace('/', "_"));
+        std::fs::write(&path, bytes)
+            .map_err(|e| Failure::from_error(&path.display().to_string(), &e))?;
+        Ok(path)
+    };
+
+    let t = Instant::now();
+    let engine = Engine::load(&config).map_err(|e| Failure::from_error("models", &e))?;
+    println!(
+        "Loaded models from {} in {} ms",
+        config.models.dir.display(),
+        t.elapsed().as_millis()
+    );
+
+    // Enrol: one sample per image.
+    let user = UserName::new("demo").map_err(|e| Failure::from_error("user", &e))?;
+    let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+    for item in ENROL {
+        let path = write(item)?;
+        let image = frame::read_image(&path)
+            .and_then(|f| {
+                f.to_rgb().map_err(|e| frame::SourceError::BadImage {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .map_err(|e| Failure::from_error("sample image", &e))?;
+        let faces = engine
+            .analyse(&image)
+            .map_err(|e| Failure::from_error("analysis", &e))?;
+        let [face] = faces.as_slice() else {
+            return Err(Failure::new(format!(
+                "{}: expected one face, found {}",
+                item.0,
+                faces.len()
+            )));
+        };
+        let id = enrolment.add_sample("John Simm", face.embedding.0.clone());
+        println!("Enrolled {} as sample {id}", item.0);
+    }
+    let store = Store::new(&config.storage.faces_dir);
+    store
+        .save(&enrolment)
+        .map_err(|e| Failure::from_error("enrolment store", &e))?;
+
+    // Authenticate through the same decision the PAM module takes, the loaded models reused.
+    let engines = EngineCache::new();
+    for (what, item) in [("same person", SAME_PERSON), ("someone else", OTHER_PERSON)] {
+        let path = write(item)?;
+        let spec = format!("file:{}", path.display());
+        let outcome = authenticate(
+            user.as_str(),
+            &config,
+            &engines,
+            &mut || frame::open_source(&spec),
+            deadline_from(&config),
+        );
+        println!("Authenticate {} ({what}): {outcome}", item.0);
+    }
+    println!(
+        "Threshold: distance below {:.2} is a match",
+        config.matching.threshold
+    );
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! `facekey`: enrol faces, run the authentication decision, and show it working on sample faces.
+//!
+//! A thin front end: every decision is `facekey_core::authenticate`, the same function the PAM module
+//! calls. This file only parses arguments, resolves the user and prints. Errors are one line
+//! (more with `-v`), never a panic.
+#![forbid(unsafe_code)]
+
+mod demo;
+mod users;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use facekey_config::{Config, DEFAULT_CONFIG_PATH};
+use facekey_core::engine::Engine;
+use facekey_core::frame::{self, FrameSource};
+use facekey_core::settings::{self, IfMissing};
+use facekey_core::store::{Enrolment, Store, UserName};
+use facekey_core::{authenticate, EngineCache, Outcome};
+
+/// Face unlock for Linux: enrol faces and test the decision the PAM module takes.
+#[derive(Parser, Debug)]
+#[command(name = "facekey", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the cause chain of errors and more detail.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Capture face samples and enrol them for a user.
+    Add(AddArgs),
+    /// List a user's enrolled samples.
+    List {
+        #[command(flatten)]
+        user: UserArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove one enrolled sample by id.
+    Remove {
+        #[command(flatten)]
+        user: UserArg,
+        /// The sample id (see `facekey list`).
+        id: u32,
+    },
+    /// Remove every enrolled sample of a user.
+    Clear {
+        #[command(flatten)]
+        user: UserArg,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Run the decision the PAM module runs and print it (exit 0 matched, 1 not matched, 2 unavailable).
+    Auth {
+        #[command(flatten)]
+        user: UserArg,
+        /// Frame source instead of the configured one (file:PATH[,PATH...], dir:PATH, v4l2:DEVICE).
+        #[arg(long, value_name = "SRC")]
+        source: Option<String>,
+    },
+    /// Enrol a sample person from built-in images and authenticate two others (no camera, no root).
+    Demo,
+}
+
+#[derive(Args, Debug)]
+struct UserArg {
+    /// The user (default: the invoking user; the sudo caller under sudo).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct AddArgs {
+    #[command(flatten)]
+    user: UserArg,
+    /// A label for the samples (shown on a match).
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+    /// Frame source instead of the configured one.
+    #[arg(long, value_name = "SRC")]
+    source: Option<String>,
+    /// How many face samples to capture.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+    samples: u32,
+}
+
+/// A failure the CLI reports: one line, plus its causes with `-v`.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    detail: Vec<String>,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            detail: Vec::new(),
+        }
+    }
+
+    fn from_error(context: &str, error: &dyn std::error::Error) -> Failure {
+        let mut detail = Vec::new();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            detail.push(c.to_string());
+            cause = c.source();
+        }
+        Failure {
+            message: format!("{context}: {error}"),
+            detail,
+        }
+    }
+}
+
+type CliResult<T> = Result<T, Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match run(cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("facekey: {}", failure.message);
+            if verbose {
+                for d in &failure.detail {
+                    eprintln!("  caused by: {d}");
+                }
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> CliResult<ExitCode> {
+    let config = || load_config(cli.config.as_deref());
+    match &cli.command {
+        Command::Add(args) => add(&config()?, args).map(|_| ExitCode::SUCCESS),
+        Command::List { user, json } => list(&config()?, user, *json).map(|_| ExitCode::SUCCESS),
+        Command::Remove { user, id } => remove(&config()?, user, *id).map(|_| ExitCode::SUCCESS),
+        Command::Clear { user, yes } => clear(&config()?, user, *yes).map(|_| ExitCode::SUCCESS),
+        Command::Auth { user, source } => auth(cli.config.as_deref(), user, source.as_deref()),
+        Command::Demo => demo::run(cli.config.as_deref()).map(|_| ExitCode::SUCCESS),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> CliResult<Config> {
+    let (path, if_missing) = match path {
+        Some(p) => (p, IfMissing::Fail),
+        None => (Path::new(DEFAULT_CONFIG_PATH), IfMissing::UseDefaults),
+    };
+    settings::load_config(path, if_missing).map_err(|e| Failure::from_error("configuration", &e))
+}
+
+fn resolve_user(arg: &UserArg) -> CliResult<UserName> {
+    let name = users::resolve(arg.user.as_deref()).map_err(Failure::new)?;
+    UserName::new(&name).map_err(|e| Failure::from_error("user", &e))
+}
+
+fn open_source(config: &Config, spec: Option<&str>) -> CliResult<Box<dyn FrameSource>> {
+    let spec = spec.unwrap_or(&config.camera.source);
+    frame::open_source(spec).map_err(|e| Failure::from_error("frame source", &e))
+}
+
+fn add(config: &Config, args: &AddArgs) -> CliResult<()> {
+    let user = resolve_user(&args.user)?;
+    let store = Store::new(&config.storage.faces_dir);
+    // Read the existing enrolment first: a refused or foreign file stops here, before any capture.
+    let existing = store
+        .load(&user)
+        .map_err(|e| Failure::from_error("enrolment store", &e))?;
+    let engine = Engine::load(config).map_err(|e| Failure::from_error("models", &e))?;
+    let mut enrolment = match existing {
+        Some(e) if e.embedder != *engine.embedder.id() => return Err(Failure::new(format!(
+            "{}: enrolled with another model (sha256 {}); run `facekey clear --user {user}` first",
+            store.path_for(&user).display(),
+            e.embedder.sha256
+        ))),
+        Some(e) => e,
+        None => Enrolment::new(&user, engine.embedder.id().clone()),
+    };
+    let mut source = open_source(config, args.source.as_deref())?;
+    let embeddings = capture_samples(config, &engine, source.as_mut(), args.samples)?;
+    let label = args.label.clone().unwrap_or_else(|| format!("{user}"));
+    let ids: Vec<u32> = embeddings
+        .into_iter()
+        .map(|e| enrolment.add_sample(&label, e))
+        .collect();
+    store
+        .save(&enrolment)
+        .map_err(|e| Failure::from_error("enrolment store", &e))?;
+    let (first, last) = (ids[0], ids[ids.len() - 1]);
+    let range = if first == last {
+        format!("{first}")
+    } else {
+        format!("{first}-{last}")
+    };
+    println!(
+        "Added {} sample(s) for {user} as '{label}': id {range} ({})",
+        ids.len(),
+        store.path_for(&user).display()
+    );
+    Ok(())
+}
+
+/// Read frames until `wanted` frames each held exactly one face; frames with none or several are skipped.
+fn capture_samples(
+    config: &Config,
+    engine: &Engine,
+    source: &mut dyn FrameSource,
+    wanted: u32,
+) -> CliResult<Vec<Vec<f32>>> {
+    // Enrolment is interactive: give each sample the authentication timeout, plus a little to settle.
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(config.auth.timeout * wanted as f64 + 2.0);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(wanted as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:30} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message("Look at the camera");
+        bar
+    });
+    let (mut samples, mut no_face, mut several) = (Vec::new(), 0u32, 0u32);
+    while (samples.len() as u32) < wanted {
+        let frame = match source.next_frame(deadline) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(Failure::from_error("frame source", &e)),
+        };
+        let Ok(image) = frame.to_rgb() else { continue };
+        let faces = engine
+            .analyse(&image)
+            .map_err(|e| Failure::from_error("analysis", &e))?;
+        match faces.as_slice() {
+            [one] => {
+                samples.push(one.embedding.0.clone());
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+            }
+            [] => {
+                no_face += 1;
+                if let Some(bar) = &bar {
+                    bar.set_message("No face in view");
+                }
+            }
+            _ => {
+                several += 1;
+                if let Some(bar) = &bar {
+                    bar.set_message("Several faces: one person only");
+                }
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if (samples.len() as u32) < wanted {
+        return Err(Failure::new(format!(
+            "captured {} of {wanted} samples before the source ended or the deadline passed \
+             ({no_face} frame(s) without a face, {several} with several faces); nothing was stored",
+            samples.len()
+        )));
+    }
+    Ok(samples)
+}
+
+fn list(config: &Config, user: &UserArg, json: bool) -> CliResult<()> {
+    let user = resolve_user(user)?;
+    let store = Store::new(&config.storage.faces_dir);
+    let enrolment = store
+        .load(&user)
+        .map_err(|e| Failure::from_error("enrolment store", &e))?;
+    let samples = enrolment
+        .as_ref()
+        .map(|e| e.samples.as_slice())
+        .unwrap_or_default();
+    if json {
+        let items: Vec<serde_json::Value> = samples
+            .iter()
+            .map(|s| serde_json::json!({"id": s.id, "label": s.label, "created": s.created}))
+            .collect();
+        let doc = serde_json::json!({"user": user.as_str(), "samples": items});
+        println!("{doc}");
+        return Ok(());
+    }
+    if samples.is_empty() {
+        println!("{user} has no enrolled face");
+        return Ok(());
+    }
+    println!("{:>4}  {:<20}  label", "id", "created (UTC)");
+    for s in samples {
+        println!(
+            "{:>4}  {:<20}  {}",
+            s.id,
+            users::format_utc(s.created),
+            s.label
+        );
+    }
+    Ok(())
+}
+
+fn remove(config: &Config, user: &UserArg, id: u32) -> CliResult<()> {
+    let user = resolve_user(user)?;
+    let store = Store::new(&config.storage.faces_dir);
+    let mut enrolment = store
+        .load(&user)
+        .map_err(|e| Failure::from_error("enrolment store", &e))?
+        .ok_or_else(|| Failure::new(format!("{user} has no enrolled face")))?;
+    if !enrolment.remove_sample(id) {
+        return Err(Failure::new(format!("{user} has no sample with id {id}")));
+    }
+    if enrolment.samples.is_empty() {
+        store
+            .remove_user(&user)
+            .map_err(|e| Failure::from_error("enrolment store", &e))?;
+    } else {
+        store
+            .save(&enrolment)
+            .map_err(|e| Failure::from_error("enrolment store", &e))?;
+    }
+    println!("Removed sample {id} of {user}");
+    Ok(())
+}
+
+fn clear(config: &Config, user: &UserArg, yes: bool) -> CliResult<()> {
+    let user = resolve_user(user)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::new(
+                "refusing to clear without confirmation: pass --yes",
+            ));
+        }
+        eprint!("Remove every enrolled face of {user}? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| Failure::from_error("stdin", &e))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("Nothing removed");
+            return Ok(());
+        }
+    }
+    let store = Store::new(&config.storage.faces_dir);
+    let removed = store
+        .remove_user(&user)
+        .map_err(|e| Failure::from_error("enrolment store", &e))?;
+    if removed {
+        println!("Removed every enrolled face of {user}");
+    } else {
+        println!("{user} had no enrolled face");
+    }
+    Ok(())
+}
+
+fn auth(config_path: Option<&Path>, user: &UserArg, source: Option<&str>) -> CliResult<ExitCode> {
+    // Configuration and user problems are "unavailable" (exit 2), as they are for the PAM module.
+    let config = load_config(config_path)?;
+    let user = resolve_user(user)?;
+    let spec = source
+        .map(str::to_owned)
+        .unwrap_or_else(|| config.camera.source.clone());
+    let deadline = facekey_core::decision::deadline_from(&config);
+    let outcome = authenticate(
+        user.as_str(),
+        &config,
+        &EngineCache::new(),
+        &mut || frame::open_source(&spec),
+        deadline,
+    );
+    println!("{outcome}");
+    Ok(match outcome {
+        Outcome::Matched { .. } => ExitCode::SUCCESS,
+        Outcome::NoMatch { .. } | Outcome::NoFace { .. } => ExitCode::from(1),
+        Outcome::Unavailable(_) => ExitCode::from(2),
+    })
+}
