@@ -113,7 +113,7 @@ impl Default for Detection {
     fn default() -> Self {
         Detection {
             max_height: 320,
-            score_threshold: 0.6,
+            score_threshold: 0.9,
             nms_iou: 0.3,
             min_face_size: 40,
         }

@@ -1,0 +1,142 @@
+//! Verification on the johns set through the real decision path: enrol 3 chips per person, then
+//! authenticate every other chip against every enrolled person with `authenticate` and a `file:`
+//! replay source. Every genuine attempt must match; no attempt may match another person.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use facekey_config::{Config, EmbedderKind};
+use facekey_core::engine::Engine;
+use facekey_core::frame::{self, read_image};
+use facekey_core::store::{Enrolment, Store, UserName};
+use facekey_core::{authenticate, EngineCache, Outcome};
+
+const ENROLLED_PER_PERSON: usize = 3;
+
+fn johns() -> Vec<(String, Vec<PathBuf>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/faces/johns");
+    let mut people: Vec<(String, Vec<PathBuf>)> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| {
+            let dir = e.unwrap().path();
+            let mut files: Vec<PathBuf> =
+                std::fs::read_dir(&dir).unwrap().map(|f| f.unwrap().path()).collect();
+            files.sort();
+            (dir.file_name().unwrap().to_string_lossy().into_owned(), files)
+        })
+        .collect();
+    people.sort();
+    assert_eq!(people.len(), 5);
+    people
+}
+
+fn config(kind: EmbedderKind, faces_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.models.dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    config.models.embedder = kind;
+    config.storage.faces_dir = faces_dir.to_path_buf();
+    config
+}
+
+/// User names for the identities ("john_salley", ...).
+fn user_for(person: &str) -> UserName {
+    UserName::new(&person.to_ascii_lowercase()).unwrap()
+}
+
+struct Summary {
+    genuine: usize,
+    genuine_matched: usize,
+    impostor: usize,
+    impostor_matched: usize,
+    worst_genuine: f32,
+    best_impostor: f32,
+}
+
+fn run(kind: EmbedderKind) -> Summary {
+    let dir = tempfile::tempdir().unwrap();
+    let faces_dir = dir.path().join("faces");
+    let config = config(kind, &faces_dir);
+    let engine = Engine::load(&config).unwrap();
+    let store = Store::new(&faces_dir);
+    let people = johns();
+    for (person, files) in &people {
+        let user = user_for(person);
+        let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+        for file in &files[..ENROLLED_PER_PERSON] {
+            let image = read_image(file).unwrap().to_rgb().unwrap();
+            let faces = engine.analyse(&image).unwrap();
+            assert_eq!(faces.len(), 1, "{}: enrolment chip must hold one face", file.display());
+            enrolment.add_sample(person, faces[0].embedding.0.clone());
+        }
+        store.save(&enrolment).unwrap();
+    }
+    let engines = EngineCache::new();
+    let mut s = Summary {
+        genuine: 0,
+        genuine_matched: 0,
+        impostor: 0,
+        impostor_matched: 0,
+        worst_genuine: 0.0,
+        best_impostor: f32::INFINITY,
+    };
+    for (probe_person, files) in &people {
+        for probe in &files[ENROLLED_PER_PERSON..] {
+            for (claimed, _) in &people {
+                let spec = format!("file:{}", probe.display());
+                let outcome = authenticate(
+                    user_for(claimed).as_str(),
+                    &config,
+                    &engines,
+                    &mut || frame::open_source(&spec),
+                    Instant::now() + Duration::from_secs(30),
+                );
+                let distance = match &outcome {
+                    Outcome::Matched { distance, label, .. } => {
+                        assert_eq!(label, claimed, "a match must carry the claimed user's label");
+                        *distance
+                    }
+                    Outcome::NoMatch { best_distance, .. } => *best_distance,
+                    other => panic!("{}: claimed {claimed}: {other}", probe.display()),
+                };
+                if claimed == probe_person {
+                    s.genuine += 1;
+                    s.genuine_matched += outcome.is_match() as usize;
+                    s.worst_genuine = s.worst_genuine.max(distance);
+                } else {
+                    s.impostor += 1;
+                    s.impostor_matched += outcome.is_match() as usize;
+                    s.best_impostor = s.best_impostor.min(distance);
+                }
+            }
+        }
+    }
+    println!(
+        "{kind:?}: genuine {}/{} matched (worst best-distance {:.3}); impostor {}/{} matched \
+         (closest {:.3}); threshold {:.2}",
+        s.genuine_matched,
+        s.genuine,
+        s.worst_genuine,
+        s.impostor_matched,
+        s.impostor,
+        s.best_impostor,
+        config.matching.threshold
+    );
+    s
+}
+
+fn check(s: Summary) {
+    assert_eq!(s.genuine, 40);
+    assert_eq!(s.impostor, 160);
+    assert_eq!(s.genuine_matched, s.genuine, "every genuine attempt must match");
+    assert_eq!(s.impostor_matched, 0, "no attempt may match another person");
+}
+
+#[test]
+fn johns_verification_int8_accepts_every_genuine_and_no_impostor() {
+    check(run(EmbedderKind::Int8));
+}
+
+#[test]
+fn johns_verification_fp32_accepts_every_genuine_and_no_impostor() {
+    check(run(EmbedderKind::Fp32));
+}
