@@ -1,0 +1,123 @@
+//! Model files: pinned hashes, tampering, explicit hashes, permissions, and the int8 fold.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use facekey_config::{Config, EmbedderKind};
+use facekey_core::embed::Embedder;
+use facekey_core::engine::Engine;
+use facekey_core::frame::read_image;
+use facekey_core::models::{self, ModelError, DETECTOR, EMBEDDER_FP32, EMBEDDER_INT8};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// A private copy of the shipped models the test may alter.
+fn copy_models() -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    for m in [DETECTOR, EMBEDDER_FP32, EMBEDDER_INT8] {
+        std::fs::copy(shipped().join(m.file_name), dir.path().join(m.file_name)).unwrap();
+        std::fs::set_permissions(dir.path().join(m.file_name), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let mut config = Config::default();
+    config.models.dir = dir.path().to_path_buf();
+    (dir, config)
+}
+
+#[test]
+fn shipped_models_match_their_pinned_hashes() {
+    let mut config = Config::default();
+    config.models.dir = shipped();
+    for kind in [EmbedderKind::Int8, EmbedderKind::Fp32] {
+        config.models.embedder = kind;
+        models::read_verified(&models::embedder_location(&config)).unwrap();
+    }
+    models::read_verified(&models::detector_location(&config)).unwrap();
+}
+
+#[test]
+fn tampered_model_is_refused_naming_the_file() {
+    let (dir, config) = copy_models();
+    let path = dir.path().join(EMBEDDER_INT8.file_name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    match Embedder::load(&config) {
+        Err(ModelError::HashMismatch { path: p, expected, .. }) => {
+            assert_eq!(p, path);
+            assert_eq!(expected, EMBEDDER_INT8.sha256);
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("a tampered model was loaded"),
+    }
+    let message = Engine::load(&config).err().unwrap().to_string();
+    assert!(message.contains(EMBEDDER_INT8.file_name) && message.contains("SHA-256"), "{message}");
+}
+
+#[test]
+fn another_model_file_needs_its_hash_named_explicitly() {
+    let (dir, mut config) = copy_models();
+    // The fp32 file named as the int8 embedder: not the file whose hash is pinned for int8.
+    config.models.embedder = EmbedderKind::Int8;
+    config.models.embedder_file = Some(dir.path().join(EMBEDDER_FP32.file_name));
+    assert!(matches!(Embedder::load(&config), Err(ModelError::HashMismatch { .. })));
+    // With its hash spelled out in the configuration it is accepted.
+    config.models.embedder_sha256 = Some(EMBEDDER_FP32.sha256.to_string());
+    let embedder = Embedder::load(&config).unwrap();
+    assert_eq!(embedder.id().sha256, EMBEDDER_FP32.sha256);
+}
+
+#[test]
+fn group_writable_model_is_refused() {
+    let (dir, config) = copy_models();
+    let path = dir.path().join(DETECTOR.file_name);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let err = Engine::load(&config).err().unwrap();
+    assert!(matches!(err, ModelError::Untrusted(_)), "{err}");
+    assert!(err.to_string().contains(DETECTOR.file_name), "{err}");
+}
+
+#[test]
+fn missing_model_is_an_error_naming_the_file() {
+    let (dir, config) = copy_models();
+    std::fs::remove_file(dir.path().join(DETECTOR.file_name)).unwrap();
+    let err = Engine::load(&config).err().unwrap();
+    assert!(err.to_string().contains(DETECTOR.file_name), "{err}");
+}
+
+#[test]
+fn garbage_with_a_matching_explicit_hash_is_an_error_not_a_panic() {
+    let (dir, mut config) = copy_models();
+    let path = dir.path().join("garbage.onnx");
+    std::fs::write(&path, b"this is not an onnx model").unwrap();
+    config.models.embedder_file = Some(path.clone());
+    config.models.embedder_sha256 = Some(models::sha256_hex(b"this is not an onnx model"));
+    let err = Embedder::load(&config).err().unwrap();
+    assert!(matches!(err, ModelError::Invalid { .. }), "{err}");
+}
+
+#[test]
+fn int8_embeddings_stay_close_to_fp32() {
+    // The int8 file is folded to fp32 weights at load: its embeddings must stay within a small
+    // fraction of the matching threshold of the fp32 model's.
+    let mut config = Config::default();
+    config.models.dir = shipped();
+    let int8 = Embedder::load(&config).unwrap();
+    config.models.embedder = EmbedderKind::Fp32;
+    let fp32 = Embedder::load(&config).unwrap();
+    let johns = shipped().join("../tests/data/faces/johns");
+    let mut worst = 0.0f32;
+    for person in std::fs::read_dir(johns).unwrap() {
+        for chip in std::fs::read_dir(person.unwrap().path()).unwrap().take(3) {
+            let image = read_image(&chip.unwrap().path()).unwrap().to_rgb().unwrap();
+            let a = int8.embed(&image).unwrap();
+            let b = fp32.embed(&image).unwrap();
+            worst = worst.max(a.distance(&b.0));
+        }
+    }
+    println!("largest int8-fp32 embedding distance: {worst:.4}");
+    assert!(worst < 0.05, "int8 and fp32 embeddings differ by {worst}");
+}
