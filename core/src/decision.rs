@@ -255,3 +255,54 @@ pub fn open_configured_source(config: &Config) -> Result<Box<dyn FrameSource>, S
 pub fn deadline_from(config: &Config) -> Instant {
     Instant::now() + Duration::from_secs_f64(config.auth.timeout)
 }
+
+/// How long [`authenticate_before`] waits past the deadline for a decision already under way (one frame still being
+/// analysed) before giving up on it. The PAM module promises to return within the timeout plus 250 ms; this leaves
+/// room for reading the configuration and the rate-limit state before the decision starts.
+pub const DEADLINE_GRACE: Duration = Duration::from_millis(150);
+
+/// [`authenticate`] with a hard deadline: the decision runs on a worker thread, and this returns by
+/// `deadline + grace` whatever the frame source does (blocks in `open`, stalls, never returns).
+///
+/// A decision that has not finished by then is reported as [`Unavailable::Source`] (the source did not answer in
+/// time); the worker is left to finish or block on its own and its result is dropped. It only holds owned copies
+/// and the `'static` engine cache, so nothing it touches goes away under it. A process that loads this code
+/// through `dlopen` must therefore never unload it while a worker may still run (the PAM module is linked
+/// `-z nodelete` for this reason).
+pub fn authenticate_before(
+    user: &str,
+    config: &Config,
+    engines: &'static EngineCache,
+    mut open_source: Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>,
+    deadline: Instant,
+    grace: Duration,
+) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (user, worker_config) = (user.to_owned(), config.clone());
+    let spawned = std::thread::Builder::new()
+        .name("facekey-decision".into())
+        .spawn(move || {
+            let outcome = authenticate(&user, &worker_config, engines, &mut *open_source, deadline);
+            // The receiver is gone when the caller stopped waiting: the outcome is no longer wanted.
+            let _ = tx.send(outcome);
+        });
+    if let Err(e) = spawned {
+        return Outcome::Unavailable(Unavailable::Internal(format!(
+            "cannot start the decision thread: {e}"
+        )));
+    }
+    let wait = (deadline + grace).saturating_duration_since(Instant::now());
+    match rx.recv_timeout(wait) {
+        Ok(outcome) => outcome,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            Outcome::Unavailable(Unavailable::Source(SourceError::Device {
+                device: config.camera.source.clone(),
+                reason: "no decision before the deadline: the frame source blocked or stalled"
+                    .into(),
+            }))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Outcome::Unavailable(
+            Unavailable::Internal("the decision thread ended without an outcome".into()),
+        ),
+    }
+}

@@ -12,6 +12,8 @@ pub mod embed;
 pub mod engine;
 pub mod frame;
 pub mod models;
+pub mod policy;
+pub mod ratelimit;
 pub mod settings;
 pub mod store;
 pub mod trust;

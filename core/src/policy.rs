@@ -1,0 +1,454 @@
+//! Whether face authentication may run for a request, and the one attempt around the decision.
+//!
+//! [`check`] answers before any camera, model or enrolment is touched: disabled in the configuration, a service
+//! missing from `[pam] services`, a remote session (PAM_RHOST, or the logind session this process belongs to), a
+//! closed laptop lid in front of the camera. [`attempt`] then strings together the enrolment check, the per-user
+//! rate limit ([`crate::ratelimit`]) and the deadline-bounded decision, so that every front end (the PAM module,
+//! the CLI) applies the same rules in the same order.
+//!
+//! This module must never consult environment variables (`SSH_CONNECTION`, `SUDO_USER`, ...): whoever starts the
+//! process chooses them, so they can neither turn a check off nor on. It reads PAM items the caller passes in and
+//! kernel / logind state under fixed paths.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use facekey_config::Config;
+
+use crate::decision::{self, Outcome, Unavailable};
+use crate::engine::EngineCache;
+use crate::frame;
+use crate::ratelimit::{Limited, RateLimitError, RateLimiter, Settlement};
+use crate::store::{Store, UserName};
+
+/// What the caller knows about the request, from PAM items (never from the environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// PAM_SERVICE: the PAM service name (`sudo`, `login`, ...).
+    pub service: Option<String>,
+    /// PAM_RHOST: the remote host, when the application says there is one.
+    pub rhost: Option<String>,
+}
+
+/// Where the system state the policy reads lives. [`System::real`] in production; tests point it at a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct System {
+    /// `/proc/self`: `cgroup` and `sessionid` name this process's logind session.
+    pub proc_self: PathBuf,
+    /// `/run/systemd/sessions`: logind's session files (`REMOTE=1` marks a remote session).
+    pub sessions_dir: PathBuf,
+    /// `/proc/acpi/button/lid`: one folder per lid with a `state` file.
+    pub lid_dir: PathBuf,
+}
+
+impl System {
+    /// The running system.
+    pub fn real() -> System {
+        System::under(Path::new("/"))
+    }
+
+    /// The same layout under another root (tests).
+    pub fn under(root: &Path) -> System {
+        System {
+            proc_self: root.join("proc/self"),
+            sessions_dir: root.join("run/systemd/sessions"),
+            lid_dir: root.join("proc/acpi/button/lid"),
+        }
+    }
+}
+
+/// Why face authentication does not apply to a request.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("face authentication is disabled in the configuration")]
+    Disabled,
+    #[error("the request names no PAM service")]
+    NoService,
+    #[error("service '{0}' is not in [pam] services")]
+    ServiceNotAllowed(String),
+    #[error(
+        "remote host '{0}' (PAM_RHOST): a face at this camera says nothing about a remote user"
+    )]
+    RemoteHost(String),
+    #[error(
+        "logind session {0} is remote: a face at this camera says nothing about a remote user"
+    )]
+    RemoteSession(String),
+    #[error("the lid is closed ({}), so the built-in camera sees nothing", .0.display())]
+    LidClosed(PathBuf),
+}
+
+/// Every reason in order: configuration, service, remote host, remote session, lid.
+pub fn check(config: &Config, request: &Request, system: &System) -> Result<(), Refusal> {
+    if config.general.disabled {
+        return Err(Refusal::Disabled);
+    }
+    let service = request.service.as_deref().ok_or(Refusal::NoService)?;
+    if !service_allowed(config, service) {
+        return Err(Refusal::ServiceNotAllowed(service.to_owned()));
+    }
+    if let Some(rhost) = request.rhost.as_deref() {
+        if !rhost_is_local(rhost) {
+            return Err(Refusal::RemoteHost(rhost.to_owned()));
+        }
+    }
+    if let Some(session) = remote_session(system) {
+        return Err(Refusal::RemoteSession(session));
+    }
+    // A lid covers the built-in camera, not a replayed file; there is no telling an external camera from a
+    // built-in one here, so any camera source counts.
+    if config.camera.source.starts_with("v4l2:") {
+        if let Some(lid) = closed_lid(system) {
+            return Err(Refusal::LidClosed(lid));
+        }
+    }
+    Ok(())
+}
+
+/// The service is in `[pam] services`; `sshd` never is, whatever the list says.
+pub fn service_allowed(config: &Config, service: &str) -> bool {
+    service != "sshd" && config.pam.services.iter().any(|s| s == service)
+}
+
+/// PAM_RHOST values that still mean "this machine": empty, `localhost`, and loopback addresses. Host names are
+/// not resolved (a reverse lookup is the remote side's to choose).
+pub fn rhost_is_local(rhost: &str) -> bool {
+    let host = rhost.trim();
+    if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(std::net::IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The logind session of this process, when logind says it is remote (`REMOTE=1`).
+///
+/// The session is found as `sd_pid_get_session` finds it, from the `session-<id>.scope` unit in the process's
+/// cgroup; the audit session id (`/proc/self/sessionid`, which logind uses as the session id when audit is on)
+/// is tried too. No logind (containers, minimal systems): no session, not remote by this test; PAM_RHOST still
+/// applies.
+pub fn remote_session(system: &System) -> Option<String> {
+    session_ids(system)
+        .into_iter()
+        .find(|id| session_is_remote(&system.sessions_dir, id))
+}
+
+fn session_ids(system: &System) -> Vec<String> {
+    let mut ids = Vec::new();
+    if let Ok(cgroup) = std::fs::read_to_string(system.proc_self.join("cgroup")) {
+        for line in cgroup.lines() {
+            // hierarchy-id:controllers:path
+            let path = line.splitn(3, ':').nth(2).unwrap_or("");
+            for unit in path.split('/') {
+                if let Some(id) = unit
+                    .strip_prefix("session-")
+                    .and_then(|u| u.strip_suffix(".scope"))
+                {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+    }
+    if let Ok(audit) = std::fs::read_to_string(system.proc_self.join("sessionid")) {
+        let audit = audit.trim();
+        // (u32)-1: no audit session.
+        if !audit.is_empty() && audit != "4294967295" {
+            ids.push(audit.to_owned());
+        }
+    }
+    ids.retain(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+    ids.dedup();
+    ids
+}
+
+fn session_is_remote(sessions_dir: &Path, id: &str) -> bool {
+    std::fs::read_to_string(sessions_dir.join(id))
+        .map(|text| text.lines().any(|l| l.trim() == "REMOTE=1"))
+        .unwrap_or(false)
+}
+
+/// The first lid whose ACPI state says `closed`.
+pub fn closed_lid(system: &System) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(&system.lid_dir).ok()?;
+    let mut lids: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("state"))
+        .collect();
+    lids.sort();
+    lids.into_iter().find(|state| {
+        std::fs::read_to_string(state)
+            .map(|text| text.split_whitespace().any(|w| w == "closed"))
+            .unwrap_or(false)
+    })
+}
+
+/// The result of one [`attempt`].
+#[derive(Debug)]
+pub enum Verdict {
+    /// Face authentication does not apply here; nothing was opened.
+    NotApplicable(Refusal),
+    /// Too many recent failures for this user; the camera was not opened.
+    RateLimited(Limited),
+    /// The rate-limit state could not be read or written, so no attempt runs.
+    RateLimitBroken(RateLimitError),
+    /// The decision ran (or found the user has no enrolment). `bookkeeping` is an error recording the result in
+    /// the rate-limit state after the decision; the outcome stands.
+    Decided {
+        outcome: Outcome,
+        bookkeeping: Option<RateLimitError>,
+    },
+}
+
+/// What one attempt needs besides the configuration.
+pub struct AttemptInput<'a> {
+    pub user: &'a str,
+    pub request: &'a Request,
+    pub system: &'a System,
+    /// When the decision must be over (see [`decision::authenticate_before`]).
+    pub deadline: Instant,
+    /// Wall-clock time, for the rate limit.
+    pub now: SystemTime,
+}
+
+/// One authentication attempt, in this order: policy ([`check`]); the user's enrolment (none: unavailable, and
+/// nothing else happens); the rate limit (over it: refused without opening the camera); `on_start` (the front end
+/// tells the user it is looking); the decision on the configured source, bounded by the deadline; the rate-limit
+/// settlement.
+pub fn attempt(
+    config: &Config,
+    input: &AttemptInput<'_>,
+    engines: &'static EngineCache,
+    on_start: &mut dyn FnMut(),
+) -> Verdict {
+    if let Err(refusal) = check(config, input.request, input.system) {
+        return Verdict::NotApplicable(refusal);
+    }
+    let decided = |outcome| Verdict::Decided {
+        outcome,
+        bookkeeping: None,
+    };
+    let user = match UserName::new(input.user) {
+        Ok(user) => user,
+        Err(e) => return decided(Outcome::Unavailable(Unavailable::BadUser(e.to_string()))),
+    };
+    // Cheap before anything else: a user with no enrolment costs one file lookup.
+    match Store::new(&config.storage.faces_dir).load(&user) {
+        Ok(Some(e)) if !e.samples.is_empty() => {}
+        Ok(_) => {
+            return decided(Outcome::Unavailable(Unavailable::NoEnrolment {
+                user: user.to_string(),
+            }))
+        }
+        Err(e) => return decided(Outcome::Unavailable(e.into())),
+    }
+    let limiter = match RateLimiter::open(&config.rate_limit) {
+        Ok(limiter) => limiter,
+        Err(e) => return Verdict::RateLimitBroken(e),
+    };
+    let ticket = match limiter.begin(&user, input.now) {
+        Ok(Ok(ticket)) => ticket,
+        Ok(Err(limited)) => return Verdict::RateLimited(limited),
+        Err(e) => return Verdict::RateLimitBroken(e),
+    };
+    on_start();
+    let spec = config.camera.source.clone();
+    let outcome = decision::authenticate_before(
+        user.as_str(),
+        config,
+        engines,
+        Box::new(move || frame::open_source(&spec)),
+        input.deadline,
+        decision::DEADLINE_GRACE,
+    );
+    let settlement = match &outcome {
+        Outcome::Matched { .. } => Settlement::Success,
+        Outcome::NoMatch { .. } | Outcome::NoFace { .. } => Settlement::Failure,
+        Outcome::Unavailable(_) => Settlement::NotCounted,
+    };
+    Verdict::Decided {
+        outcome,
+        bookkeeping: ticket.settle(settlement).err(),
+    }
+}
+
+/// The deadline for a timeout in seconds from `start` (the timeout is validated to (0, 60] by the configuration).
+pub fn deadline_after(start: Instant, timeout_secs: f64) -> Instant {
+    start + Duration::from_secs_f64(timeout_secs.clamp(0.0, 60.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(service: &str, rhost: Option<&str>) -> Request {
+        Request {
+            service: Some(service.into()),
+            rhost: rhost.map(Into::into),
+        }
+    }
+
+    /// A fake root with no logind and no lid.
+    fn empty_system() -> (tempfile::TempDir, System) {
+        let root = tempfile::tempdir().unwrap();
+        let system = System::under(root.path());
+        (root, system)
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn default_services_allow_sudo_and_refuse_sshd_and_unknown() {
+        let config = Config::default();
+        let (_root, system) = empty_system();
+        assert_eq!(check(&config, &request("sudo", None), &system), Ok(()));
+        assert_eq!(
+            check(&config, &request("sshd", None), &system),
+            Err(Refusal::ServiceNotAllowed("sshd".into()))
+        );
+        assert_eq!(
+            check(&config, &request("vsftpd", None), &system),
+            Err(Refusal::ServiceNotAllowed("vsftpd".into()))
+        );
+        let no_service = Request::default();
+        assert_eq!(
+            check(&config, &no_service, &system),
+            Err(Refusal::NoService)
+        );
+    }
+
+    #[test]
+    fn sshd_is_refused_even_when_listed() {
+        let mut config = Config::default();
+        config.pam.services.push("sshd".into());
+        assert!(!service_allowed(&config, "sshd"));
+    }
+
+    #[test]
+    fn disabled_wins_over_everything() {
+        let mut config = Config::default();
+        config.general.disabled = true;
+        let (_root, system) = empty_system();
+        assert_eq!(
+            check(&config, &request("sudo", None), &system),
+            Err(Refusal::Disabled)
+        );
+    }
+
+    #[test]
+    fn only_loopback_rhost_counts_as_local() {
+        for local in [
+            "",
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(rhost_is_local(local), "{local}");
+        }
+        for remote in [
+            "192.0.2.7",
+            "10.0.0.1",
+            "2001:db8::1",
+            "example.org",
+            "localhost.example.org",
+            "::",
+        ] {
+            assert!(!rhost_is_local(remote), "{remote}");
+        }
+        let (_root, system) = empty_system();
+        assert_eq!(
+            check(
+                &Config::default(),
+                &request("sudo", Some("192.0.2.7")),
+                &system
+            ),
+            Err(Refusal::RemoteHost("192.0.2.7".into()))
+        );
+    }
+
+    #[test]
+    fn remote_logind_session_found_through_the_cgroup_is_refused() {
+        let (root, system) = empty_system();
+        write(
+            &root.path().join("proc/self/cgroup"),
+            "0::/user.slice/user-1000.slice/session-7.scope\n",
+        );
+        write(
+            &root.path().join("run/systemd/sessions/7"),
+            "UID=1000\nUSER=alice\nREMOTE=1\nSERVICE=sshd\n",
+        );
+        assert_eq!(
+            check(&Config::default(), &request("sudo", None), &system),
+            Err(Refusal::RemoteSession("7".into()))
+        );
+    }
+
+    #[test]
+    fn remote_logind_session_found_through_the_audit_id_is_refused() {
+        let (root, system) = empty_system();
+        write(&root.path().join("proc/self/cgroup"), "0::/init.scope\n");
+        write(&root.path().join("proc/self/sessionid"), "12");
+        write(&root.path().join("run/systemd/sessions/12"), "REMOTE=1\n");
+        assert_eq!(remote_session(&system), Some("12".into()));
+    }
+
+    #[test]
+    fn local_session_and_no_logind_are_not_remote() {
+        let (root, system) = empty_system();
+        assert_eq!(remote_session(&system), None);
+        write(
+            &root.path().join("proc/self/cgroup"),
+            "0::/user.slice/user-1000.slice/session-3.scope\n",
+        );
+        write(&root.path().join("proc/self/sessionid"), "4294967295");
+        write(
+            &root.path().join("run/systemd/sessions/3"),
+            "REMOTE=0\nSEAT=seat0\n",
+        );
+        assert_eq!(remote_session(&system), None);
+    }
+
+    #[test]
+    fn session_ids_with_path_characters_are_ignored() {
+        let (root, system) = empty_system();
+        write(&root.path().join("proc/self/sessionid"), "../../etc");
+        assert!(session_ids(&system).is_empty());
+    }
+
+    #[test]
+    fn closed_lid_refuses_a_camera_source_but_not_a_replay() {
+        let (root, system) = empty_system();
+        write(
+            &root.path().join("proc/acpi/button/lid/LID0/state"),
+            "state:      closed\n",
+        );
+        let mut config = Config::default();
+        assert!(matches!(
+            check(&config, &request("sudo", None), &system),
+            Err(Refusal::LidClosed(_))
+        ));
+        config.camera.source = "file:/x.jpg".into();
+        assert_eq!(check(&config, &request("sudo", None), &system), Ok(()));
+        write(
+            &root.path().join("proc/acpi/button/lid/LID0/state"),
+            "state:      open\n",
+        );
+        config.camera.source = "v4l2:/dev/video0".into();
+        assert_eq!(check(&config, &request("sudo", None), &system), Ok(()));
+    }
+}

@@ -1,0 +1,444 @@
+//! The per-user rate limit: after `max_failures` failed face attempts within `window` seconds, further attempts
+//! are refused before the camera is opened, until the oldest failure leaves the window.
+//!
+//! State lives in `rate_limit.state_dir` (`/run/facekey`: tmpfs, so a reboot clears it): a directory owned by the
+//! process's user (root in production) with no access for group or others, and one file per user holding one unix
+//! timestamp (seconds) per counted attempt. Every read-modify-write of a user's file holds an exclusive `flock` on
+//! it, so two concurrent attempts (two `sudo` in two terminals) never lose a count.
+//!
+//! Attempts are charged when they start ([`RateLimiter::begin`]) and settled when they end ([`Ticket::settle`]):
+//! a failure stays counted, a success clears the user's record, an attempt that turned out not to apply (no
+//! enrolment, camera missing) is refunded. A process that dies mid-attempt leaves its attempt counted: the limit
+//! errs on the side of refusing, and at most `max_failures` attempts can ever run in one window, concurrent or not.
+//!
+//! This module must never: follow a symbolic link, use a directory or file that anyone but its owner can read or
+//! write, or trust the file's content beyond parsing numbers (a malformed line is dropped).
+
+use std::fs::{DirBuilder, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use facekey_config::RateLimit;
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags, CWD};
+
+use crate::store::UserName;
+use crate::trust;
+
+/// Largest state file read; a real one holds at most a few lines.
+const MAX_STATE_BYTES: u64 = 64 * 1024;
+
+/// Why the rate-limit state could not be used. Face authentication does not run without it.
+#[derive(thiserror::Error, Debug)]
+pub enum RateLimitError {
+    /// The state directory or one of its parents fails the trust rules.
+    #[error("rate-limit state directory refused: {0}")]
+    UntrustedDir(#[from] trust::TrustError),
+    /// A state directory or file others could read or write, or not owned by this process's user.
+    #[error("{}: {reason}; fix: chown root:root and chmod go-rwx it, or remove it", path.display())]
+    Exposed { path: PathBuf, reason: String },
+    /// Creating, opening, locking, reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Too many recent failures: the attempt is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    /// Failures counted in the current window.
+    pub failures: u32,
+    /// The configured limit.
+    pub max_failures: u32,
+    /// When the oldest counted failure leaves the window, so an attempt may run again.
+    pub retry_after: Duration,
+}
+
+/// How an attempt ended, for [`Ticket::settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The face matched: the user's failures are forgotten.
+    Success,
+    /// No match, or no face: the attempt stays counted.
+    Failure,
+    /// Face authentication could not be attempted (no enrolment, no camera, broken model): not a failure of
+    /// the person in front of the camera, so the charge is refunded.
+    NotCounted,
+}
+
+/// The rate limit of one configuration, its state directory opened and checked.
+#[derive(Debug)]
+pub struct RateLimiter {
+    dir: OwnedFd,
+    dir_path: PathBuf,
+    max_failures: u32,
+    window: u64,
+}
+
+/// A charged attempt: settle it when the attempt ends. Dropped without settling, the attempt stays counted.
+#[derive(Debug)]
+#[must_use = "settle the ticket, or the attempt stays counted as a failure"]
+pub struct Ticket {
+    file: File,
+    path: PathBuf,
+    stamp: u64,
+}
+
+impl RateLimiter {
+    /// Open the state directory, creating it (mode 0700) when it is missing. Its parents must pass the trust
+    /// rules, and the directory itself must belong to this process's user with no access for group or others.
+    pub fn open(settings: &RateLimit) -> Result<RateLimiter, RateLimitError> {
+        let path = settings.state_dir.as_path();
+        match DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(RateLimitError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+        trust::check_trusted_dir(path)?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = rustix::fs::openat(CWD, path, flags, Mode::empty()).map_err(io_error(path))?;
+        check_private(&dir, path, FileType::Directory)?;
+        Ok(RateLimiter {
+            dir,
+            dir_path: path.to_owned(),
+            max_failures: settings.max_failures.max(1),
+            window: settings.window.max(1),
+        })
+    }
+
+    /// Charge an attempt for `user` at time `now`, or refuse it when `max_failures` are already counted in the
+    /// window ending at `now`.
+    pub fn begin(
+        &self,
+        user: &UserName,
+        now: SystemTime,
+    ) -> Result<Result<Ticket, Limited>, RateLimitError> {
+        let now = unix_seconds(now);
+        let (mut file, path) = self.open_user_file(user)?;
+        let lock = Lock::exclusive(&file, &path)?;
+        let mut stamps = self.recent(read_stamps(&mut file, &path)?, now);
+        let failures = stamps.len() as u32;
+        if failures >= self.max_failures {
+            let oldest = stamps.iter().copied().min().unwrap_or(now);
+            write_stamps(&mut file, &path, &stamps)?;
+            return Ok(Err(Limited {
+                failures,
+                max_failures: self.max_failures,
+                retry_after: Duration::from_secs((oldest + self.window).saturating_sub(now)),
+            }));
+        }
+        stamps.push(now);
+        write_stamps(&mut file, &path, &stamps)?;
+        drop(lock);
+        Ok(Ok(Ticket {
+            file,
+            path,
+            stamp: now,
+        }))
+    }
+
+    /// Failures counted for `user` in the window ending at `now` (for messages and tests).
+    pub fn failures(&self, user: &UserName, now: SystemTime) -> Result<u32, RateLimitError> {
+        let (mut file, path) = self.open_user_file(user)?;
+        let _lock = Lock::exclusive(&file, &path)?;
+        let stamps = self.recent(read_stamps(&mut file, &path)?, unix_seconds(now));
+        Ok(stamps.len() as u32)
+    }
+
+    /// The directory holding the state files.
+    pub fn dir(&self) -> &Path {
+        &self.dir_path
+    }
+
+    /// Stamps inside the window ending at `now`. Stamps from the future beyond one window (a clock set back a
+    /// long way) are dropped rather than locking the user out until the clock catches up.
+    fn recent(&self, stamps: Vec<u64>, now: u64) -> Vec<u64> {
+        let oldest = now.saturating_sub(self.window);
+        stamps
+            .into_iter()
+            .filter(|&t| t > oldest && t <= now.saturating_add(self.window))
+            .collect()
+    }
+
+    fn open_user_file(&self, user: &UserName) -> Result<(File, PathBuf), RateLimitError> {
+        let path = self.dir_path.join(user.as_str());
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let fd = rustix::fs::openat(&self.dir, user.as_str(), flags, Mode::from_raw_mode(0o600))
+            .map_err(io_error(&path))?;
+        check_private(&fd, &path, FileType::RegularFile)?;
+        Ok((File::from(fd), path))
+    }
+}
+
+impl Ticket {
+    /// Record how the attempt ended (see [`Settlement`]).
+    pub fn settle(mut self, how: Settlement) -> Result<(), RateLimitError> {
+        let _lock = Lock::exclusive(&self.file, &self.path)?;
+        match how {
+            Settlement::Failure => Ok(()),
+            Settlement::Success => write_stamps(&mut self.file, &self.path, &[]),
+            Settlement::NotCounted => {
+                let mut stamps = read_stamps(&mut self.file, &self.path)?;
+                if let Some(i) = stamps.iter().position(|&t| t == self.stamp) {
+                    stamps.remove(i);
+                }
+                write_stamps(&mut self.file, &self.path, &stamps)
+            }
+        }
+    }
+}
+
+/// An exclusive `flock` on the file's open file description, released on drop (and by the kernel when the last
+/// descriptor closes). It holds a duplicate descriptor, so the file itself stays free to read and write.
+struct Lock(File);
+
+impl Lock {
+    fn exclusive(file: &File, path: &Path) -> Result<Lock, RateLimitError> {
+        let dup = file.try_clone().map_err(|source| RateLimitError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        rustix::fs::flock(&dup, FlockOperation::LockExclusive).map_err(io_error(path))?;
+        Ok(Lock(dup))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Closing the last descriptor releases the lock anyway; an error here changes nothing.
+        let _ = rustix::fs::flock(&self.0, FlockOperation::Unlock);
+    }
+}
+
+/// The opened directory or file must be of `kind`, owned by this process's user, and closed to group and others.
+fn check_private(fd: &impl AsFd, path: &Path, kind: FileType) -> Result<(), RateLimitError> {
+    let stat = rustix::fs::fstat(fd).map_err(io_error(path))?;
+    let exposed = |reason: String| RateLimitError::Exposed {
+        path: path.to_owned(),
+        reason,
+    };
+    if FileType::from_raw_mode(stat.st_mode) != kind {
+        return Err(exposed(format!(
+            "not a {}",
+            if kind == FileType::Directory {
+                "directory"
+            } else {
+                "regular file"
+            }
+        )));
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if stat.st_uid != euid {
+        return Err(exposed(format!(
+            "owned by uid {}, expected uid {euid}",
+            stat.st_uid
+        )));
+    }
+    let mode = stat.st_mode & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(exposed(format!(
+            "mode {mode:04o} gives group or others access"
+        )));
+    }
+    Ok(())
+}
+
+fn read_stamps(file: &mut File, path: &Path) -> Result<Vec<u64>, RateLimitError> {
+    let io = |source| RateLimitError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut text = String::new();
+    file.take(MAX_STATE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+fn write_stamps(file: &mut File, path: &Path, stamps: &[u64]) -> Result<(), RateLimitError> {
+    let io = |source| RateLimitError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let text: String = stamps.iter().map(|t| format!("{t}\n")).collect();
+    file.set_len(0).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn io_error(path: &Path) -> impl FnOnce(rustix::io::Errno) -> RateLimitError + '_ {
+    move |errno| RateLimitError::Io {
+        path: path.to_owned(),
+        source: errno.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Arc, Barrier};
+
+    fn settings(dir: &Path) -> RateLimit {
+        RateLimit {
+            max_failures: 5,
+            window: 60,
+            state_dir: dir.join("state"),
+        }
+    }
+
+    fn user(name: &str) -> UserName {
+        UserName::new(name).unwrap()
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn fail(limiter: &RateLimiter, who: &UserName, secs: u64) {
+        let ticket = limiter.begin(who, at(secs)).unwrap().unwrap();
+        ticket.settle(Settlement::Failure).unwrap();
+    }
+
+    #[test]
+    fn sixth_attempt_in_the_window_is_refused_until_the_oldest_failure_expires() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let alice = user("alice");
+        for i in 0..5 {
+            fail(&limiter, &alice, 1000 + i);
+        }
+        let limited = limiter.begin(&alice, at(1010)).unwrap().unwrap_err();
+        assert_eq!(limited.failures, 5);
+        assert_eq!(limited.retry_after, Duration::from_secs(50));
+        // 1000 + 60: the first failure has left the window.
+        assert!(limiter.begin(&alice, at(1060)).unwrap().is_ok());
+        // Another user is not affected.
+        assert!(limiter.begin(&user("bob"), at(1010)).unwrap().is_ok());
+    }
+
+    #[test]
+    fn success_clears_the_failures_and_unavailable_is_refunded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let alice = user("alice");
+        for i in 0..4 {
+            fail(&limiter, &alice, 1000 + i);
+        }
+        let ticket = limiter.begin(&alice, at(1005)).unwrap().unwrap();
+        assert_eq!(limiter.failures(&alice, at(1005)).unwrap(), 5);
+        ticket.settle(Settlement::NotCounted).unwrap();
+        assert_eq!(limiter.failures(&alice, at(1005)).unwrap(), 4);
+        let ticket = limiter.begin(&alice, at(1006)).unwrap().unwrap();
+        ticket.settle(Settlement::Success).unwrap();
+        assert_eq!(limiter.failures(&alice, at(1006)).unwrap(), 0);
+    }
+
+    #[test]
+    fn concurrent_attempts_never_exceed_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = Arc::new(RateLimiter::open(&settings(tmp.path())).unwrap());
+        let barrier = Arc::new(Barrier::new(16));
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let (limiter, barrier) = (limiter.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    // Each thread opens the file itself: separate open file descriptions, as in two processes.
+                    match limiter.begin(&user("alice"), at(2000)).unwrap() {
+                        Ok(ticket) => {
+                            ticket.settle(Settlement::Failure).unwrap();
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                })
+            })
+            .collect();
+        let admitted = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&a| a)
+            .count();
+        assert_eq!(admitted, 5);
+        assert_eq!(limiter.failures(&user("alice"), at(2000)).unwrap(), 5);
+    }
+
+    #[test]
+    fn an_attempt_dropped_without_settling_stays_counted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let alice = user("alice");
+        drop(limiter.begin(&alice, at(3000)).unwrap().unwrap());
+        assert_eq!(limiter.failures(&alice, at(3001)).unwrap(), 1);
+    }
+
+    #[test]
+    fn state_dir_is_created_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let mode = std::fs::metadata(limiter.dir())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        drop(limiter.begin(&user("alice"), at(1)).unwrap().unwrap());
+        let file = std::fs::metadata(limiter.dir().join("alice")).unwrap();
+        assert_eq!(file.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn state_dir_readable_by_others_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path());
+        std::fs::create_dir(&s.state_dir).unwrap();
+        std::fs::set_permissions(&s.state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = RateLimiter::open(&s).unwrap_err();
+        assert!(matches!(err, RateLimitError::Exposed { .. }), "{err}");
+    }
+
+    #[test]
+    fn state_file_writable_by_others_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let path = limiter.dir().join("alice");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = limiter.begin(&user("alice"), at(1)).unwrap_err();
+        assert!(matches!(err, RateLimitError::Exposed { .. }), "{err}");
+    }
+
+    #[test]
+    fn symlinked_state_file_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let target = tmp.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, limiter.dir().join("alice")).unwrap();
+        assert!(limiter.begin(&user("alice"), at(1)).is_err());
+    }
+
+    #[test]
+    fn malformed_lines_are_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        drop(limiter.begin(&user("alice"), at(100)).unwrap().unwrap());
+        let path = limiter.dir().join("alice");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("garbage\n-5\n101\n");
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(limiter.failures(&user("alice"), at(110)).unwrap(), 2);
+    }
+}
