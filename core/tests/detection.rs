@@ -29,7 +29,10 @@ fn annotations(xml: &str) -> Vec<(String, Vec<[f32; 4]>)> {
             if attr(line, "ignore").as_deref() == Some("1") {
                 continue;
             }
-            out.last_mut().unwrap().1.push([num("left"), num("top"), num("width"), num("height")]);
+            out.last_mut()
+                .unwrap()
+                .1
+                .push([num("left"), num("top"), num("width"), num("height")]);
         }
     }
     out
@@ -47,7 +50,8 @@ fn config() -> Config {
 fn found(truth: &[f32; 4], face: &Face) -> bool {
     let cx = face.bbox[0] + face.bbox[2] / 2.0;
     let cy = face.bbox[1] + face.bbox[3] / 2.0;
-    let inside = cx >= truth[0] && cx <= truth[0] + truth[2] && cy >= truth[1] && cy <= truth[1] + truth[3];
+    let inside =
+        cx >= truth[0] && cx <= truth[0] + truth[2] && cy >= truth[1] && cy <= truth[1] + truth[3];
     inside && iou(truth, &face.bbox) >= 0.3
 }
 
@@ -59,14 +63,24 @@ struct Score {
 
 fn score(config: &Config) -> Score {
     let detector = Detector::load(config).unwrap();
-    let mut s = Score { boxes: 0, found: 0, false_detections: 0 };
+    let mut s = Score {
+        boxes: 0,
+        found: 0,
+        false_detections: 0,
+    };
     for xml in ["training.xml", "testing.xml"] {
         let text = std::fs::read_to_string(photos().join(xml)).unwrap();
         for (file, boxes) in annotations(&text) {
             let image = read_image(&photos().join(&file)).unwrap().to_rgb().unwrap();
             let faces = detector.detect(&image).unwrap();
-            let hits = boxes.iter().filter(|b| faces.iter().any(|f| found(b, f))).count();
-            let false_detections = faces.iter().filter(|f| !boxes.iter().any(|b| found(b, f))).count();
+            let hits = boxes
+                .iter()
+                .filter(|b| faces.iter().any(|f| found(b, f)))
+                .count();
+            let false_detections = faces
+                .iter()
+                .filter(|f| !boxes.iter().any(|b| found(b, f)))
+                .count();
             println!(
                 "{file} ({}x{}): {} annotated, {hits} found, {} detections, {false_detections} false",
                 image.width(),
@@ -102,7 +116,12 @@ fn full_resolution_detection_finds_nearly_every_annotated_face() {
     config.detection.score_threshold = 0.85;
     let s = score(&config);
     assert_eq!(s.boxes, 43);
-    assert!(s.found * 100 >= s.boxes * 95, "recall {}/{}", s.found, s.boxes);
+    assert!(
+        s.found * 100 >= s.boxes * 95,
+        "recall {}/{}",
+        s.found,
+        s.boxes
+    );
     assert_eq!(s.false_detections, 0);
 }
 
@@ -112,17 +131,28 @@ fn default_settings_find_the_faces_large_enough_for_a_login() {
     // small faces in group photos are dropped by design; what is reported must still be real.
     let s = score(&config());
     assert_eq!(s.false_detections, 0);
-    assert!(s.found * 100 >= s.boxes * 40, "recall {}/{}", s.found, s.boxes);
+    assert!(
+        s.found * 100 >= s.boxes * 40,
+        "recall {}/{}",
+        s.found,
+        s.boxes
+    );
 }
 
 #[test]
 fn photo_of_dogs_has_no_face() {
-    let image = read_image(&photos().join("dogs.jpg")).unwrap().to_rgb().unwrap();
+    let image = read_image(&photos().join("dogs.jpg"))
+        .unwrap()
+        .to_rgb()
+        .unwrap();
     for max_height in [320, 480, 1024] {
         let mut config = config();
         config.detection.max_height = max_height;
         let faces = Detector::load(&config).unwrap().detect(&image).unwrap();
-        assert!(faces.is_empty(), "dogs.jpg at max_height {max_height}: {faces:?}");
+        assert!(
+            faces.is_empty(),
+            "dogs.jpg at max_height {max_height}: {faces:?}"
+        );
     }
 }
 
@@ -138,7 +168,11 @@ fn every_face_chip_is_found_once_with_landmarks_inside_it() {
             let faces = detector.detect(&image).unwrap();
             assert_eq!(faces.len(), 1, "{}", path.display());
             for [x, y] in faces[0].landmarks {
-                assert!((0.0..150.0).contains(&x) && (0.0..150.0).contains(&y), "{}", path.display());
+                assert!(
+                    (0.0..150.0).contains(&x) && (0.0..150.0).contains(&y),
+                    "{}",
+                    path.display()
+                );
             }
             chips += 1;
         }

@@ -18,8 +18,11 @@ fn copy_models() -> (tempfile::TempDir, Config) {
     let dir = tempfile::tempdir().unwrap();
     for m in [DETECTOR, EMBEDDER_FP32, EMBEDDER_INT8] {
         std::fs::copy(shipped().join(m.file_name), dir.path().join(m.file_name)).unwrap();
-        std::fs::set_permissions(dir.path().join(m.file_name), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(
+            dir.path().join(m.file_name),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
     }
     let mut config = Config::default();
     config.models.dir = dir.path().to_path_buf();
@@ -46,7 +49,9 @@ fn tampered_model_is_refused_naming_the_file() {
     bytes[middle] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     match Embedder::load(&config) {
-        Err(ModelError::HashMismatch { path: p, expected, .. }) => {
+        Err(ModelError::HashMismatch {
+            path: p, expected, ..
+        }) => {
             assert_eq!(p, path);
             assert_eq!(expected, EMBEDDER_INT8.sha256);
         }
@@ -54,7 +59,10 @@ fn tampered_model_is_refused_naming_the_file() {
         Ok(_) => panic!("a tampered model was loaded"),
     }
     let message = Engine::load(&config).err().unwrap().to_string();
-    assert!(message.contains(EMBEDDER_INT8.file_name) && message.contains("SHA-256"), "{message}");
+    assert!(
+        message.contains(EMBEDDER_INT8.file_name) && message.contains("SHA-256"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -63,7 +71,10 @@ fn another_model_file_needs_its_hash_named_explicitly() {
     // The fp32 file named as the int8 embedder: not the file whose hash is pinned for int8.
     config.models.embedder = EmbedderKind::Int8;
     config.models.embedder_file = Some(dir.path().join(EMBEDDER_FP32.file_name));
-    assert!(matches!(Embedder::load(&config), Err(ModelError::HashMismatch { .. })));
+    assert!(matches!(
+        Embedder::load(&config),
+        Err(ModelError::HashMismatch { .. })
+    ));
     // With its hash spelled out in the configuration it is accepted.
     config.models.embedder_sha256 = Some(EMBEDDER_FP32.sha256.to_string());
     let embedder = Embedder::load(&config).unwrap();

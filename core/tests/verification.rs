@@ -19,10 +19,15 @@ fn johns() -> Vec<(String, Vec<PathBuf>)> {
         .unwrap()
         .map(|e| {
             let dir = e.unwrap().path();
-            let mut files: Vec<PathBuf> =
-                std::fs::read_dir(&dir).unwrap().map(|f| f.unwrap().path()).collect();
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|f| f.unwrap().path())
+                .collect();
             files.sort();
-            (dir.file_name().unwrap().to_string_lossy().into_owned(), files)
+            (
+                dir.file_name().unwrap().to_string_lossy().into_owned(),
+                files,
+            )
         })
         .collect();
     people.sort();
@@ -65,7 +70,12 @@ fn run(kind: EmbedderKind) -> Summary {
         for file in &files[..ENROLLED_PER_PERSON] {
             let image = read_image(file).unwrap().to_rgb().unwrap();
             let faces = engine.analyse(&image).unwrap();
-            assert_eq!(faces.len(), 1, "{}: enrolment chip must hold one face", file.display());
+            assert_eq!(
+                faces.len(),
+                1,
+                "{}: enrolment chip must hold one face",
+                file.display()
+            );
             enrolment.add_sample(person, faces[0].embedding.0.clone());
         }
         store.save(&enrolment).unwrap();
@@ -91,8 +101,13 @@ fn run(kind: EmbedderKind) -> Summary {
                     Instant::now() + Duration::from_secs(30),
                 );
                 let distance = match &outcome {
-                    Outcome::Matched { distance, label, .. } => {
-                        assert_eq!(label, claimed, "a match must carry the claimed user's label");
+                    Outcome::Matched {
+                        distance, label, ..
+                    } => {
+                        assert_eq!(
+                            label, claimed,
+                            "a match must carry the claimed user's label"
+                        );
                         *distance
                     }
                     Outcome::NoMatch { best_distance, .. } => *best_distance,
@@ -127,7 +142,10 @@ fn run(kind: EmbedderKind) -> Summary {
 fn check(s: Summary) {
     assert_eq!(s.genuine, 40);
     assert_eq!(s.impostor, 160);
-    assert_eq!(s.genuine_matched, s.genuine, "every genuine attempt must match");
+    assert_eq!(
+        s.genuine_matched, s.genuine,
+        "every genuine attempt must match"
+    );
     assert_eq!(s.impostor_matched, 0, "no attempt may match another person");
 }
 

@@ -183,11 +183,13 @@ fn add(config: &Config, args: &AddArgs) -> CliResult<()> {
         .map_err(|e| Failure::from_error("enrolment store", &e))?;
     let engine = Engine::load(config).map_err(|e| Failure::from_error("models", &e))?;
     let mut enrolment = match existing {
-        Some(e) if e.embedder != *engine.embedder.id() => return Err(Failure::new(format!(
+        Some(e) if e.embedder != *engine.embedder.id() => {
+            return Err(Failure::new(format!(
             "{}: enrolled with another model (sha256 {}); run `facekey clear --user {user}` first",
             store.path_for(&user).display(),
             e.embedder.sha256
-        ))),
+        )))
+        }
         Some(e) => e,
         None => Enrolment::new(&user, engine.embedder.id().clone()),
     };

@@ -1,0 +1,321 @@
+//! The `facekey` binary end to end: real images, a real store on disk, real exit codes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/faces")
+        .join(rel)
+}
+
+fn chips(person: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data(&format!("johns/{person}")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn file_source(paths: &[PathBuf]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    format!("file:{}", list.join(","))
+}
+
+/// A private configuration and store.
+struct Env {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env::with_extra("")
+    }
+
+    fn with_extra(extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = dir.path().join("config.toml");
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        std::fs::write(
+            &config,
+            format!(
+                "[storage]\nfaces_dir = \"{}\"\n[models]\ndir = \"{}\"\n{extra}",
+                dir.path().join("faces").display(),
+                models.canonicalize().unwrap().display()
+            ),
+        )
+        .unwrap();
+        Env { dir, config }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_facekey"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{stderr}"
+        );
+        out
+    }
+
+    fn store_file(&self, user: &str) -> PathBuf {
+        self.dir.path().join("faces").join(format!("{user}.toml"))
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn enrol(env: &Env, user: &str, person: &str) -> Output {
+    let source = file_source(&chips(person)[..3]);
+    env.run(&[
+        "add",
+        "--user",
+        user,
+        "--label",
+        person,
+        "--source",
+        &source,
+        "--samples",
+        "3",
+    ])
+}
+
+#[test]
+fn demo_matches_the_same_person_and_rejects_another() {
+    let out = Command::new(env!("CARGO_BIN_EXE_facekey"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let same = text.lines().find(|l| l.contains("(same person)")).unwrap();
+    let other = text.lines().find(|l| l.contains("(someone else)")).unwrap();
+    assert!(same.contains(": matched 'John Simm'"), "{same}");
+    assert!(other.contains(": no match"), "{other}");
+}
+
+#[test]
+fn add_list_auth_remove_clear_round_trip() {
+    let env = Env::new();
+    let out = enrol(&env, "root", "John_Simm");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Added 3 sample(s) for root as 'John_Simm': id 1-3"),
+        "{}",
+        stdout(&out)
+    );
+
+    let mode = std::fs::metadata(env.store_file("root"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let out = env.run(&["list", "--user", "root", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<u64> = doc["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(doc["samples"][0]["label"], "John_Simm");
+
+    let genuine = file_source(&chips("John_Simm")[5..6]);
+    let out = env.run(&["auth", "--user", "root", "--source", &genuine]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("matched 'John_Simm'"),
+        "{}",
+        stdout(&out)
+    );
+
+    let impostor = file_source(&chips("John_Salley")[5..6]);
+    let out = env.run(&["auth", "--user", "root", "--source", &impostor]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("no match"), "{}", stdout(&out));
+
+    let out = env.run(&["remove", "--user", "root", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["list", "--user", "root"]);
+    assert!(
+        !stdout(&out)
+            .lines()
+            .any(|l| l.trim_start().starts_with("2 ")),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&["remove", "--user", "root", "42"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no sample with id 42"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = env.run(&["clear", "--user", "root", "--yes"]);
+    assert!(out.status.success());
+    assert!(!env.store_file("root").exists());
+    let out = env.run(&["auth", "--user", "root", "--source", &genuine]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("has no enrolled face"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn add_refuses_frames_without_exactly_one_face_and_stores_nothing() {
+    let env = Env::new();
+    let dogs = file_source(&[data("photos/dogs.jpg")]);
+    let out = env.run(&["add", "--user", "root", "--source", &dogs, "--samples", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("1 frame(s) without a face"),
+        "{}",
+        stderr(&out)
+    );
+    let group = file_source(&[data("photos/2008_002506.jpg")]);
+    let out = env.run(&[
+        "add",
+        "--user",
+        "root",
+        "--source",
+        &group,
+        "--samples",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("1 with several faces"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.store_file("root").exists());
+}
+
+#[test]
+fn auth_with_no_face_in_view_exits_1() {
+    let env = Env::new();
+    assert!(enrol(&env, "root", "John_Simm").status.success());
+    let dogs = file_source(&[data("photos/dogs.jpg")]);
+    let out = env.run(&["auth", "--user", "root", "--source", &dogs]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with("no face seen"), "{}", stdout(&out));
+}
+
+#[test]
+fn any_enrolled_face_among_several_in_the_frame_counts() {
+    let env = Env::new();
+    assert!(enrol(&env, "root", "John_Simm").status.success());
+    // A frame with a stranger on the left and the enrolled person on the right.
+    let mut canvas = image::RgbImage::from_pixel(400, 220, image::Rgb([90, 90, 90]));
+    let stranger = image::open(&chips("John_Salley")[6]).unwrap().into_rgb8();
+    let owner = image::open(&chips("John_Simm")[6]).unwrap().into_rgb8();
+    image::imageops::overlay(&mut canvas, &stranger, 30, 35);
+    image::imageops::overlay(&mut canvas, &owner, 220, 35);
+    let frame = env.dir.path().join("two-faces.png");
+    canvas.save(&frame).unwrap();
+    let out = env.run(&["auth", "--user", "root", "--source", &file_source(&[frame])]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // Strangers alone in a group photo do not match.
+    let group = file_source(&[data("photos/2008_002506.jpg")]);
+    let out = env.run(&["auth", "--user", "root", "--source", &group]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("3 face(s) seen"), "{}", stdout(&out));
+}
+
+#[test]
+fn unknown_and_hostile_user_names_are_refused() {
+    let env = Env::new();
+    for name in ["no_such_user_facekey", "../root", "a/b"] {
+        let out = env.run(&["list", "--user", name]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("facekey: "), "{err}");
+    }
+}
+
+#[test]
+fn malformed_config_is_refused_naming_file_line_and_key() {
+    let env = Env::with_extra("[detection]\nmax_hieght = 10\n");
+    let out = env.run(&["auth", "--user", "root"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.toml:6:") && err.contains("detection.max_hieght"),
+        "{err}"
+    );
+}
+
+#[test]
+fn world_writable_config_is_refused() {
+    let env = Env::new();
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = env.run(&["auth", "--user", "root"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("config.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn corrupt_enrolment_is_unavailable_and_left_untouched() {
+    let env = Env::new();
+    assert!(enrol(&env, "root", "John_Simm").status.success());
+    let path = env.store_file("root");
+    std::fs::write(&path, "format = 1\nuser = \"root\"\n[embedder\n").unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let genuine = file_source(&chips("John_Simm")[5..6]);
+    let out = env.run(&["auth", "--user", "root", "--source", &genuine]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("root.toml"), "{}", stdout(&out));
+    // Adding to it is refused too, and the file is not rewritten.
+    assert_eq!(enrol(&env, "root", "John_Simm").status.code(), Some(2));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn clear_without_yes_on_a_pipe_refuses() {
+    let env = Env::new();
+    assert!(enrol(&env, "root", "John_Simm").status.success());
+    let out = env.run(&["clear", "--user", "root"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(env.store_file("root").exists());
+}
+
+#[test]
+fn missing_source_is_unavailable() {
+    let env = Env::new();
+    assert!(enrol(&env, "root", "John_Simm").status.success());
+    let out = env.run(&[
+        "auth",
+        "--user",
+        "root",
+        "--source",
+        "file:/nonexistent/face.jpg",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("/nonexistent/face.jpg"),
+        "{}",
+        stdout(&out)
+    );
+}
