@@ -51,7 +51,7 @@ impl Embedder {
         let location = models::embedder_location(config);
         let bytes = models::read_verified(&location)?;
         let shape = [1, 3, CHIP_SIZE as usize, CHIP_SIZE as usize];
-        let plan = models::build_plan(&bytes, &location.path, &shape)?;
+        let plan = models::build_plan(bytes, &location.path, &shape)?;
         Ok(Embedder {
             plan,
             id: EmbedderId {

@@ -143,27 +143,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// An ONNX model ready to run, for one fixed input shape.
 pub type Plan = Arc<TypedRunnableModel>;
 
-/// Parse verified bytes, fold int8 weights to fp32, fix the input shape, optimise.
-pub fn build_plan(bytes: &[u8], path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
+/// Parse verified bytes, fold int8 weights to fp32, fix the input shape, optimise. Each
+/// intermediate form (file bytes, protobuf, unoptimised graph) is freed as soon as the next exists,
+/// so peak memory holds about two copies of the weights, not four.
+pub fn build_plan(bytes: Vec<u8>, path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
+    let proto = parse_proto(&bytes, path)?;
+    drop(bytes);
     let invalid = |e: TractError| ModelError::Invalid {
         path: path.to_path_buf(),
         reason: format!("{e:#}"),
     };
-    let onnx = tract_onnx::onnx();
-    let mut proto = onnx
-        .proto_model_for_read(&mut &bytes[..])
+    let model = tract_onnx::onnx()
+        .model_for_proto_model(&proto)
         .map_err(invalid)?;
-    fold_quantisation(&mut proto).map_err(|reason| ModelError::Invalid {
-        path: path.to_path_buf(),
-        reason,
-    })?;
-    let model = onnx.model_for_proto_model(&proto).map_err(invalid)?;
-    let plan = model
+    drop(proto);
+    model
         .with_input_fact(0, f32::fact(input_shape).into())
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
-        .map_err(invalid)?;
-    Ok(plan)
+        .map_err(invalid)
 }
 
 /// Parse verified bytes into a protobuf once, for models that are planned for several input shapes.

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use facekey_config::Config;
 use facekey_core::decision::deadline_from;
-use facekey_core::engine::Engine;
 use facekey_core::frame;
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{authenticate, EngineCache};
@@ -46,7 +45,8 @@ const CHECKOUT_MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
 pub fn run(config_path: Option<&Path>) -> CliResult<()> {
     let mut config: Config = load_config(config_path)?;
     if !config.models.dir.exists() {
-        config.models.dir = PathBuf::from(CHECKOUT_MODELS);
+        let checkout = PathBuf::from(CHECKOUT_MODELS);
+        config.models.dir = checkout.canonicalize().unwrap_or(checkout);
     }
     let work = tempfile::Builder::new()
         .prefix("facekey-demo-")
@@ -60,8 +60,12 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
         Ok(path)
     };
 
+    // One cache for the whole demo: the models load once, for enrolment and both decisions.
+    let engines = EngineCache::new();
     let t = Instant::now();
-    let engine = Engine::load(&config).map_err(|e| Failure::from_error("models", &e))?;
+    let engine = engines
+        .get(&config)
+        .map_err(|e| Failure::from_error("models", &e))?;
     println!(
         "Loaded models from {} in {} ms",
         config.models.dir.display(),
@@ -100,7 +104,6 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
         .map_err(|e| Failure::from_error("enrolment store", &e))?;
 
     // Authenticate through the same decision the PAM module takes, the loaded models reused.
-    let engines = EngineCache::new();
     for (what, item) in [("same person", SAME_PERSON), ("someone else", OTHER_PERSON)] {
         let path = write(item)?;
         let spec = format!("file:{}", path.display());
