@@ -78,19 +78,55 @@ pub struct General {
     pub disabled: bool,
 }
 
-/// `[camera]`
+/// `[camera]`: the device, how to drive it, and what a frame from it must look like.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Camera {
-    /// Where frames come from: `v4l2:/dev/videoN`, `file:PATH[,PATH...]` or `dir:PATH`.
-    /// The engine parses the form; this crate keeps the text.
+    /// Where frames come from: `v4l2:/dev/videoN` (or `v4l2:/dev/v4l/by-id/...`),
+    /// `file:PATH[,PATH...]` or `dir:PATH`. The engine parses the form; this crate keeps the text.
     pub source: String,
+    /// Capture width in pixels; 0 (with `frame_height` 0) lets facekey pick the size closest to
+    /// 640x480. Otherwise 16..=8192, and `frame_height` must be set too.
+    pub frame_width: u32,
+    /// Capture height in pixels; 0 together with `frame_width` 0 means automatic.
+    pub frame_height: u32,
+    /// Frames per second asked of the camera; 0 takes the fastest rate it offers up to 30.
+    /// At most 240.
+    pub fps: u32,
+    /// Capture MJPG even when an uncompressed format is offered; a camera without MJPG is then
+    /// refused.
+    pub force_mjpeg: bool,
+    /// Manual exposure time in units of 100 microseconds (V4L2 "exposure time, absolute");
+    /// 0 leaves the camera's automatic exposure alone. At most 100000 (10 seconds).
+    pub exposure: u32,
+    /// Clockwise rotation applied to every frame: 0, 90, 180 or 270 degrees.
+    pub rotate: u32,
+    /// Refuse a camera that is not infrared (one offering anything but grey formats).
+    pub require_ir: bool,
+    /// A frame whose darkest eighth of the brightness range holds more than this percentage of
+    /// the pixels is skipped as dark (an IR emitter between flashes). Greater than 0, at most 100;
+    /// 100 never skips.
+    pub dark_threshold: f32,
+    /// On a camera, a frame only counts as a match when the face in it differs from the face in
+    /// the previous frame by at least this much (mean absolute difference in grey levels of the
+    /// two face crops): a frozen or injected picture never changes. 0 turns the check off.
+    /// At least 0, at most 255.
+    pub min_face_change: f32,
 }
 
 impl Default for Camera {
     fn default() -> Self {
         Camera {
             source: "v4l2:/dev/video0".to_owned(),
+            frame_width: 0,
+            frame_height: 0,
+            fps: 0,
+            force_mjpeg: false,
+            exposure: 0,
+            rotate: 0,
+            require_ir: true,
+            dark_threshold: 60.0,
+            min_face_change: 0.5,
         }
     }
 }

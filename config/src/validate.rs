@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::Config;
+use crate::{Camera, Config};
 
 /// A broken rule: which key, which list element if the key is a list, and why.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ impl Violation {
 
 /// The first rule `config` breaks, in section order.
 pub(crate) fn check(config: &Config) -> Result<(), Violation> {
+    camera(&config.camera)?;
+
     let d = &config.detection;
     in_range_u32("detection.max_height", d.max_height, 64, 4096)?;
     open_unit("detection.score_threshold", d.score_threshold)?;
@@ -98,6 +100,53 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     at_least_one("rate_limit.max_failures", r.max_failures.into())?;
     at_least_one("rate_limit.window", r.window)?;
     absolute("rate_limit.state_dir", &r.state_dir)?;
+    Ok(())
+}
+
+fn camera(c: &Camera) -> Result<(), Violation> {
+    match (c.frame_width, c.frame_height) {
+        (0, 0) => {}
+        // Point at the key the file does set: the missing one has no line to show.
+        (0, _) => {
+            return Err(Violation::new(
+                "camera.frame_height",
+                "is set but frame_width is not: set both, or leave both at 0 for automatic",
+            ))
+        }
+        (_, 0) => {
+            return Err(Violation::new(
+                "camera.frame_width",
+                "is set but frame_height is not: set both, or leave both at 0 for automatic",
+            ))
+        }
+        (w, h) => {
+            in_range_u32("camera.frame_width", w, 16, 8192)?;
+            in_range_u32("camera.frame_height", h, 16, 8192)?;
+        }
+    }
+    in_range_u32("camera.fps", c.fps, 0, 240)?;
+    in_range_u32("camera.exposure", c.exposure, 0, 100_000)?;
+    if ![0, 90, 180, 270].contains(&c.rotate) {
+        return Err(Violation::new(
+            "camera.rotate",
+            format!("must be 0, 90, 180 or 270, found {}", c.rotate),
+        ));
+    }
+    // Positive tests, so NaN fails them.
+    let dark = c.dark_threshold;
+    if !(dark > 0.0 && dark <= 100.0) {
+        return Err(Violation::new(
+            "camera.dark_threshold",
+            format!("must be greater than 0 and at most 100 (percent), found {dark}"),
+        ));
+    }
+    let change = c.min_face_change;
+    if !((0.0..=255.0).contains(&change)) {
+        return Err(Violation::new(
+            "camera.min_face_change",
+            format!("must be between 0 and 255 (grey levels), found {change}"),
+        ));
+    }
     Ok(())
 }
 

@@ -53,7 +53,7 @@ rejects! {
         "[general]\nenabled = true\n" => line 2, key "general.enabled", says "unknown key (expected disabled)";
     unknown_key_in_camera_is_rejected:
         "[camera]\nsource = \"v4l2:/dev/video2\"\nmax_hieght = 3\n"
-        => line 3, key "camera.max_hieght", says "unknown key (expected source)";
+        => line 3, key "camera.max_hieght", says "unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change)";
     unknown_key_in_detection_is_rejected:
         "[detection]\nmax_heigth = 3\n"
         => line 2, key "detection.max_heigth",
@@ -98,6 +98,16 @@ rejects! {
         "[general]\ndisabled = \"yes\"\n" => line 2, key "general.disabled", says "expected a boolean, found a string";
     string_for_number_is_rejected:
         "[matching]\nthreshold = \"0.5\"\n" => line 2, key "matching.threshold", says "expected a number, found a string";
+    string_for_camera_integer_is_rejected:
+        "[camera]\nframe_width = \"640\"\n" => line 2, key "camera.frame_width", says "expected an integer, found a string";
+    negative_rotation_is_rejected:
+        "[camera]\nrotate = -90\n" => line 2, key "camera.rotate", says "-90 is out of range (expected an integer from 0 to 4294967295)";
+    string_for_require_ir_is_rejected:
+        "[camera]\nrequire_ir = \"no\"\n" => line 2, key "camera.require_ir", says "expected a boolean, found a string";
+    integer_for_force_mjpeg_is_rejected:
+        "[camera]\nforce_mjpeg = 1\n" => line 2, key "camera.force_mjpeg", says "expected a boolean, found an integer";
+    string_for_dark_threshold_is_rejected:
+        "[camera]\ndark_threshold = \"60%\"\n" => line 2, key "camera.dark_threshold", says "expected a number, found a string";
     integer_for_string_is_rejected:
         "[camera]\nsource = 0\n" => line 2, key "camera.source", says "expected a string, found an integer";
     integer_for_path_is_rejected:
@@ -140,6 +150,30 @@ rejects! {
 
 // Validation rules.
 rejects! {
+    frame_width_without_height_is_rejected:
+        "[camera]\nframe_width = 640\n" => line 2, key "camera.frame_width", says "is set but frame_height is not";
+    frame_height_without_width_is_rejected:
+        "[camera]\nframe_height = 480\n" => line 2, key "camera.frame_height", says "is set but frame_width is not";
+    frame_width_below_16_is_rejected:
+        "[camera]\nframe_width = 8\nframe_height = 480\n" => line 2, key "camera.frame_width", says "must be between 16 and 8192, found 8";
+    frame_height_above_8192_is_rejected:
+        "[camera]\nframe_width = 640\nframe_height = 9000\n" => line 3, key "camera.frame_height", says "must be between 16 and 8192, found 9000";
+    fps_above_240_is_rejected:
+        "[camera]\nfps = 241\n" => line 2, key "camera.fps", says "must be between 0 and 240, found 241";
+    exposure_above_ten_seconds_is_rejected:
+        "[camera]\nexposure = 100001\n" => line 2, key "camera.exposure", says "must be between 0 and 100000";
+    rotation_of_45_is_rejected:
+        "[camera]\nrotate = 45\n" => line 2, key "camera.rotate", says "must be 0, 90, 180 or 270, found 45";
+    dark_threshold_of_zero_is_rejected:
+        "[camera]\ndark_threshold = 0\n" => line 2, key "camera.dark_threshold", says "greater than 0 and at most 100 (percent), found 0";
+    dark_threshold_above_100_is_rejected:
+        "[camera]\ndark_threshold = 100.5\n" => line 2, key "camera.dark_threshold", says "at most 100";
+    nan_dark_threshold_is_rejected:
+        "[camera]\ndark_threshold = nan\n" => line 2, key "camera.dark_threshold", says "found NaN";
+    negative_min_face_change_is_rejected:
+        "[camera]\nmin_face_change = -1\n" => line 2, key "camera.min_face_change", says "must be between 0 and 255 (grey levels), found -1";
+    nan_min_face_change_is_rejected:
+        "[camera]\nmin_face_change = nan\n" => line 2, key "camera.min_face_change", says "found NaN";
     max_height_below_64_is_rejected:
         "[detection]\nmax_height = 63\n" => line 2, key "detection.max_height", says "must be between 64 and 4096, found 63";
     max_height_above_4096_is_rejected:
@@ -205,7 +239,7 @@ fn message_matches_the_documented_format() {
     let error = assert_error(text, 7, "camera.max_hieght", "unknown key");
     assert_eq!(
         error.to_string(),
-        "/test/facekey.toml:7:1: camera.max_hieght: unknown key (expected source)"
+        "/test/facekey.toml:7:1: camera.max_hieght: unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change)"
     );
 }
 
@@ -230,6 +264,12 @@ fn error_in_a_list_element_points_at_the_element() {
         error.to_string().starts_with("/test/facekey.toml:2:21: "),
         "{error}"
     );
+}
+
+#[test]
+fn camera_rules_come_before_detection_rules() {
+    let text = "[detection]\nmax_height = 1\n[camera]\nrotate = 1\n";
+    assert_error(text, 4, "camera.rotate", "must be 0, 90, 180 or 270");
 }
 
 #[test]

@@ -19,6 +19,15 @@ disabled = true
 
 [camera]
 source = "file:/tmp/a.png,/tmp/b.png"
+frame_width = 1280
+frame_height = 720
+fps = 15
+force_mjpeg = true
+exposure = 300
+rotate = 270
+require_ir = false
+dark_threshold = 45.5
+min_face_change = 2.0
 
 [detection]
 max_height = 480
@@ -60,6 +69,15 @@ fn every_key_expected() -> Config {
         general: General { disabled: true },
         camera: Camera {
             source: "file:/tmp/a.png,/tmp/b.png".to_owned(),
+            frame_width: 1280,
+            frame_height: 720,
+            fps: 15,
+            force_mjpeg: true,
+            exposure: 300,
+            rotate: 270,
+            require_ir: false,
+            dark_threshold: 45.5,
+            min_face_change: 2.0,
         },
         detection: Detection {
             max_height: 480,
@@ -155,6 +173,41 @@ fn uppercase_sha256_is_accepted_and_lowercased() {
     let text = format!("[models]\ndetector_sha256 = \"{}\"\n", "AB".repeat(32));
     let config = parse(&text);
     assert_eq!(config.models.detector_sha256, Some("ab".repeat(32)));
+}
+
+#[test]
+fn camera_size_fps_exposure_and_rotation_take_their_boundary_values() {
+    let config = parse(
+        "[camera]\nframe_width = 16\nframe_height = 8192\nfps = 240\nexposure = 100000\nrotate = 90\n",
+    );
+    assert_eq!(
+        (config.camera.frame_width, config.camera.frame_height),
+        (16, 8192)
+    );
+    assert_eq!((config.camera.fps, config.camera.exposure), (240, 100_000));
+    assert_eq!(config.camera.rotate, 90);
+    assert_eq!(parse("[camera]\nrotate = 180\n").camera.rotate, 180);
+}
+
+#[test]
+fn dark_threshold_of_100_and_min_face_change_of_0_turn_the_checks_off() {
+    let config = parse("[camera]\ndark_threshold = 100\nmin_face_change = 0\n");
+    assert_eq!(config.camera.dark_threshold, 100.0);
+    assert_eq!(config.camera.min_face_change, 0.0);
+}
+
+#[test]
+fn camera_defaults_require_infrared_and_pick_the_size_automatically() {
+    let camera = Config::default().camera;
+    assert!(camera.require_ir);
+    assert_eq!(
+        (camera.frame_width, camera.frame_height, camera.fps),
+        (0, 0, 0)
+    );
+    assert_eq!((camera.exposure, camera.rotate), (0, 0));
+    assert!(!camera.force_mjpeg);
+    assert_eq!(camera.dark_threshold, 60.0);
+    assert!(camera.min_face_change > 0.0);
 }
 
 #[test]
