@@ -1,0 +1,380 @@
+//! The built `pam_facekey.so` through real libpam (`pam_start_confdir` and a temporary service folder), driven
+//! with real face images: every return code of the table, the deadline with a source that hangs, the
+//! rate limit, and two threads at once.
+//!
+//! When these tests run inside a remote logind session (over ssh), the module rightly refuses every face
+//! decision with PAM_AUTHINFO_UNAVAIL; [`face_decision`] expects that instead, so the tests check the right
+//! thing on a developer's remote machine as well as on CI.
+
+use std::ffi::c_int;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use facekey_core::policy::{self, System};
+use facekey_e2e::pam::{code_name, Transaction, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_SUCCESS};
+use facekey_e2e::world::{face, hanging_fifo, set_mode, World, ENROLLED, OTHER, PROBE_IMAGE, USER};
+
+/// PAM_SILENT.
+const SILENT: c_int = 0x8000;
+
+/// The code a face decision gives here: `code`, unless this process is in a remote logind session.
+fn face_decision(code: c_int) -> c_int {
+    match policy::remote_session(&System::real()) {
+        Some(session) => {
+            eprintln!("running in remote logind session {session}: face decisions are refused");
+            PAM_AUTHINFO_UNAVAIL
+        }
+        None => code,
+    }
+}
+
+fn assert_code(actual: c_int, expected: c_int, what: &str) {
+    assert_eq!(
+        actual,
+        expected,
+        "{what}: got {}, expected {}",
+        code_name(actual),
+        code_name(expected)
+    );
+}
+
+/// A world with the usual person enrolled for [`USER`] and service `sudo` reading configuration `main`, whose
+/// source replays `images`.
+fn enrolled_world(images: &[std::path::PathBuf], extra_config: &str, module_args: &str) -> World {
+    let world = World::new();
+    world.enrol_default(USER);
+    let config = world.write_config("main", &World::source(images), extra_config);
+    world.write_module_service("sudo", &config, module_args);
+    world
+}
+
+fn authenticate(world: &World, service: &str, user: &str) -> (c_int, Vec<String>) {
+    let mut pam = Transaction::start(&world.pam_dir(), service, user).expect("pam_start_confdir");
+    let result = pam.authenticate(0);
+    (result.code, pam.infos())
+}
+
+#[test]
+fn enrolled_face_is_success_and_the_user_is_told() {
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
+    let code = pam.authenticate(0).code;
+    assert_code(code, face_decision(PAM_SUCCESS), "enrolled person");
+    if code == PAM_SUCCESS {
+        assert_eq!(
+            pam.infos(),
+            ["Looking for face...", "Recognised as John Simm"]
+        );
+    }
+    assert_code(pam.setcred(), PAM_SUCCESS, "pam_setcred");
+}
+
+#[test]
+fn another_person_is_auth_err() {
+    let world = enrolled_world(&[face(OTHER, 0), face(OTHER, 1)], "", "");
+    let (code, infos) = authenticate(&world, "sudo", USER);
+    assert_code(code, face_decision(PAM_AUTH_ERR), "another person");
+    if code == PAM_AUTH_ERR {
+        assert_eq!(infos, ["Looking for face..."]);
+    }
+}
+
+#[test]
+fn no_face_in_view_is_auth_err() {
+    let dogs = facekey_e2e::module::workspace_root().join("tests/data/faces/photos/dogs.jpg");
+    let world = enrolled_world(&[dogs], "", "");
+    let (code, _) = authenticate(&world, "sudo", USER);
+    assert_code(code, face_decision(PAM_AUTH_ERR), "no face");
+}
+
+#[test]
+fn user_without_enrolment_is_authinfo_unavail_and_silent() {
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let (code, infos) = authenticate(&world, "sudo", "someone-else");
+    assert_code(code, PAM_AUTHINFO_UNAVAIL, "user with no enrolment");
+    assert!(
+        infos.is_empty(),
+        "nothing said to a user with no enrolment: {infos:?}"
+    );
+}
+
+#[test]
+fn remote_rhost_is_authinfo_unavail_and_loopback_is_not() {
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
+    pam.set_rhost("192.0.2.10");
+    let remote = pam.authenticate(0);
+    assert_code(remote.code, PAM_AUTHINFO_UNAVAIL, "PAM_RHOST=192.0.2.10");
+    assert!(
+        pam.infos().is_empty(),
+        "camera not announced for a remote host"
+    );
+    drop(pam);
+
+    let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
+    pam.set_rhost("127.0.0.1");
+    assert_code(
+        pam.authenticate(0).code,
+        face_decision(PAM_SUCCESS),
+        "PAM_RHOST=127.0.0.1",
+    );
+}
+
+#[test]
+fn service_not_in_the_allow_list_is_authinfo_unavail() {
+    let world = enrolled_world(
+        &[face(ENROLLED, PROBE_IMAGE)],
+        "[pam]\nservices = [\"login\"]\n",
+        "",
+    );
+    // Same module line, allowed and not allowed service names.
+    let config = world.config_path("main");
+    world.write_module_service("login", &config, "");
+    world.write_module_service("sshd", &config, "");
+    assert_code(
+        authenticate(&world, "sudo", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "sudo not listed",
+    );
+    assert_code(
+        authenticate(&world, "sshd", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "sshd",
+    );
+    assert_code(
+        authenticate(&world, "login", USER).0,
+        face_decision(PAM_SUCCESS),
+        "login listed",
+    );
+}
+
+#[test]
+fn sshd_is_refused_with_the_default_service_list() {
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    world.write_module_service("sshd", &world.config_path("main"), "");
+    assert_code(
+        authenticate(&world, "sshd", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "sshd",
+    );
+}
+
+#[test]
+fn config_writable_by_others_is_refused() {
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let config = world.config_path("main");
+    assert_code(
+        authenticate(&world, "sudo", USER).0,
+        face_decision(PAM_SUCCESS),
+        "trusted config",
+    );
+
+    set_mode(&config, 0o666);
+    let (code, infos) = authenticate(&world, "sudo", USER);
+    assert_code(code, PAM_AUTHINFO_UNAVAIL, "config mode 0666");
+    assert!(infos.is_empty());
+    set_mode(&config, 0o620);
+    assert_code(
+        authenticate(&world, "sudo", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "config mode 0620",
+    );
+
+    // A parent folder others can write (no sticky bit) is refused too.
+    set_mode(&config, 0o644);
+    set_mode(world.path(), 0o777);
+    let refused = authenticate(&world, "sudo", USER).0;
+    set_mode(world.path(), 0o700);
+    assert_code(refused, PAM_AUTHINFO_UNAVAIL, "parent folder mode 0777");
+}
+
+#[test]
+fn missing_or_broken_config_is_authinfo_unavail() {
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    world.write_module_service("missing", &world.path().join("nope.toml"), "");
+    assert_code(
+        authenticate(&world, "missing", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "missing config",
+    );
+
+    let broken = world.config_path("main");
+    std::fs::write(&broken, "[camera]\nsauce = \"typo\"\n").expect("write");
+    assert_code(
+        authenticate(&world, "sudo", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "unknown key",
+    );
+}
+
+#[test]
+fn disabled_config_is_authinfo_unavail() {
+    let world = enrolled_world(
+        &[face(ENROLLED, PROBE_IMAGE)],
+        "[general]\ndisabled = true\n",
+        "",
+    );
+    let (code, infos) = authenticate(&world, "sudo", USER);
+    assert_code(code, PAM_AUTHINFO_UNAVAIL, "disabled");
+    assert!(infos.is_empty());
+}
+
+#[test]
+fn bad_module_arguments_are_authinfo_unavail() {
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "timeout=0");
+    assert_code(
+        authenticate(&world, "sudo", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "timeout=0",
+    );
+    world.write_service(
+        "relative",
+        &["auth required {module} config=main.toml".to_owned()],
+    );
+    assert_code(
+        authenticate(&world, "relative", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "relative config path",
+    );
+}
+
+#[test]
+fn unreadable_camera_is_authinfo_unavail() {
+    let world = World::new();
+    world.enrol_default(USER);
+    let missing = world.path().join("no-such-image.jpg");
+    let config = world.write_config("main", &World::source(&[missing]), "");
+    world.write_module_service("sudo", &config, "");
+    assert_code(
+        authenticate(&world, "sudo", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "source cannot be read",
+    );
+}
+
+#[test]
+fn notices_follow_the_config_and_pam_silent() {
+    let world = enrolled_world(
+        &[face(ENROLLED, PROBE_IMAGE)],
+        "[pam]\ndetection_notice = false\nconfirmation = false\n",
+        "",
+    );
+    let (code, infos) = authenticate(&world, "sudo", USER);
+    assert_code(code, face_decision(PAM_SUCCESS), "notices off");
+    assert!(infos.is_empty(), "{infos:?}");
+
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
+    assert_code(
+        pam.authenticate(SILENT).code,
+        face_decision(PAM_SUCCESS),
+        "PAM_SILENT",
+    );
+    assert!(pam.infos().is_empty(), "{:?}", pam.infos());
+}
+
+#[test]
+fn hanging_source_returns_within_the_deadline() {
+    let world = World::new();
+    world.enrol_default(USER);
+    let fifo = hanging_fifo(world.path());
+    let config = world.write_config("main", &World::source(&[fifo]), "");
+    // timeout=1 overrides the configuration's 3 s.
+    world.write_module_service("sudo", &config, "timeout=1");
+    let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
+    let result = pam.authenticate(0);
+    let limit = Duration::from_millis(1000 + 250);
+    assert!(
+        result.elapsed <= limit,
+        "pam_authenticate took {:?} with a hanging source, more than the timeout + 250 ms",
+        result.elapsed
+    );
+    // A camera that does not answer is "unavailable", so the stack moves on to the password.
+    assert_code(
+        result.code,
+        face_decision(PAM_AUTHINFO_UNAVAIL),
+        "hanging source",
+    );
+    if policy::remote_session(&System::real()).is_none() {
+        assert!(
+            result.elapsed >= Duration::from_millis(900),
+            "returned after {:?}: before the deadline, so the source was not what ended it",
+            result.elapsed
+        );
+    }
+}
+
+#[test]
+fn sixth_attempt_after_five_failures_is_refused_without_opening_the_camera() {
+    if policy::remote_session(&System::real()).is_some() {
+        eprintln!(
+            "remote session: every attempt is refused before the rate limit; nothing to count"
+        );
+        return;
+    }
+    let world = enrolled_world(&[face(OTHER, 0)], "", "");
+    for attempt in 1..=5 {
+        let (code, infos) = authenticate(&world, "sudo", USER);
+        assert_code(code, PAM_AUTH_ERR, &format!("failure {attempt}"));
+        assert_eq!(infos, ["Looking for face..."]);
+    }
+    // Now the enrolled face itself is refused: the limit is checked before any frame is read.
+    world.write_config("main", &World::source(&[face(ENROLLED, PROBE_IMAGE)]), "");
+    let (code, infos) = authenticate(&world, "sudo", USER);
+    assert_code(code, PAM_AUTH_ERR, "sixth attempt, enrolled face");
+    assert!(
+        infos.is_empty(),
+        "the camera is not announced when rate limited: {infos:?}"
+    );
+    // A source that blocks forever when opened would make the module wait for the deadline and answer
+    // PAM_AUTHINFO_UNAVAIL; PAM_AUTH_ERR shows it was never opened.
+    let fifo = hanging_fifo(world.path());
+    world.write_config("main", &World::source(&[fifo]), "");
+    let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
+    let seventh = pam.authenticate(0);
+    assert_code(
+        seventh.code,
+        PAM_AUTH_ERR,
+        "seventh attempt, hanging source",
+    );
+    // Another user is not limited.
+    world.write_config("main", &World::source(&[face(ENROLLED, PROBE_IMAGE)]), "");
+    world.enrol_default("second-user");
+    assert_code(
+        authenticate(&world, "sudo", "second-user").0,
+        PAM_SUCCESS,
+        "another user",
+    );
+}
+
+#[test]
+fn two_threads_authenticating_at_once_each_get_their_own_answer() {
+    let world = Arc::new(World::new());
+    world.enrol_default(USER);
+    let matching = world.write_config(
+        "matching",
+        &World::source(&[face(ENROLLED, PROBE_IMAGE)]),
+        "",
+    );
+    let other = world.write_config("other", &World::source(&[face(OTHER, 0)]), "");
+    world.write_module_service("sudo", &matching, "");
+    world.write_module_service("login", &other, "");
+    let barrier = Arc::new(Barrier::new(2));
+    let run = |service: &'static str| {
+        let (world, barrier) = (world.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            let mut pam =
+                Transaction::start(&world.pam_dir(), service, USER).expect("pam_start_confdir");
+            barrier.wait();
+            pam.authenticate(0).code
+        })
+    };
+    let (a, b) = (run("sudo"), run("login"));
+    let (a, b) = (a.join().expect("thread"), b.join().expect("thread"));
+    assert_code(
+        a,
+        face_decision(PAM_SUCCESS),
+        "thread with the enrolled face",
+    );
+    assert_code(b, face_decision(PAM_AUTH_ERR), "thread with another face");
+}

@@ -1,0 +1,53 @@
+//! The module in a real PAM stack, run by pamtester under pam_wrapper: `tests/pamtester/run.sh` (see there for
+//! the cases). This test prepares the world (enrolment, configurations), runs the script and shows its transcript.
+
+use std::process::Command;
+
+use facekey_e2e::module;
+use facekey_e2e::world::{face, World, ENROLLED, OTHER, PROBE_IMAGE};
+
+/// The services run.sh defines, allowed in both configurations.
+const SERVICES: &str = r#"["face-deny", "face-deny-other", "face-matrix", "face-matrix-match", "face-unix", "face-permit"]"#;
+
+/// The user running the tests: pam_unix and pam_matrix look the name up.
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    assert!(out.status.success(), "id -un failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn password_fallback_in_a_pam_auth_update_stack() {
+    let user = current_user();
+    let world = World::new();
+    world.enrol_default(&user);
+    let extra = format!("[pam]\nservices = {SERVICES}\n\n[rate_limit]\nmax_failures = 100\n");
+    let matching = world.write_config(
+        "match",
+        &World::source(&[face(ENROLLED, PROBE_IMAGE)]),
+        &extra,
+    );
+    let other = world.write_config("other", &World::source(&[face(OTHER, 0)]), &extra);
+    let script = module::workspace_root().join("tests/pamtester/run.sh");
+    let out = Command::new("sh")
+        .arg(&script)
+        .arg(module::path())
+        .arg(&matching)
+        .arg(&other)
+        .arg(&user)
+        .output()
+        .expect("run tests/pamtester/run.sh");
+    let transcript = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{transcript}");
+    if facekey_core::policy::remote_session(&facekey_core::policy::System::real()).is_some() {
+        // Face decisions are refused in a remote session, so the script's face cases cannot pass here.
+        eprintln!("remote logind session: face cases of run.sh not checked");
+        return;
+    }
+    assert!(out.status.success(), "run.sh failed:\n{transcript}");
+    assert!(transcript.contains("all pamtester checks passed"));
+}
