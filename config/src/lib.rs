@@ -126,7 +126,7 @@ impl Default for Camera {
             rotate: 0,
             require_ir: true,
             dark_threshold: 60.0,
-            min_face_change: 0.5,
+            min_face_change: 0.25,
         }
     }
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use facekey_config::Config;
 
-use crate::engine::{Engine, EngineCache};
-use crate::frame::{self, FrameSource, SourceError};
+use crate::engine::{AnalysedFace, Engine, EngineCache};
+use crate::frame::{self, Frame, FrameSource, SourceError};
+use crate::liveness::{self, Exposure, FaceMotion, Motion};
 use crate::models::ModelError;
 use crate::store::{Enrolment, Store, StoreError, UserName};
 
@@ -25,8 +26,48 @@ pub struct Stats {
     pub bad_frames: u32,
     /// Faces seen, over all frames.
     pub faces: u32,
+    /// Frames skipped as dark (`camera.dark_threshold`): an infrared emitter between flashes.
+    pub dark_frames: u32,
+    /// Matching faces refused because they had not changed since the previous frame
+    /// (`camera.min_face_change`): a frozen or injected picture.
+    pub still_frames: u32,
+    /// Time from the start of the decision to the first frame.
+    pub first_frame: Option<Duration>,
     /// Time from the start of the decision to the outcome.
     pub elapsed: Duration,
+}
+
+/// One frame as the decision saw it (for `facekey test`).
+pub struct FrameReport<'a> {
+    pub frame: &'a Frame,
+    /// The decoded, rotated picture; `None` when the frame could not be decoded.
+    pub image: Option<&'a image::RgbImage>,
+    pub exposure: Option<Exposure>,
+    pub faces: &'a [AnalysedFace],
+    /// Distance of the closest face to the closest enrolled sample.
+    pub best_distance: Option<f32>,
+    pub motion: Option<Motion>,
+    pub verdict: FrameVerdict,
+    /// The counts so far, this frame included.
+    pub stats: &'a Stats,
+}
+
+/// What the decision made of one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameVerdict {
+    Undecodable,
+    Dark,
+    NoFace,
+    NoMatch,
+    /// A matching face that cannot count yet: the first face from a camera, the reference the next
+    /// one is compared with.
+    Reference,
+    /// A matching face that had not changed since the previous frame: refused.
+    Still,
+    /// A matching face; `streak` matching frames in a row.
+    Match {
+        streak: u32,
+    },
 }
 
 /// The decision.
@@ -92,20 +133,37 @@ impl fmt::Display for Outcome {
             ),
             Outcome::NoMatch { best_distance, stats } => write!(
                 f,
-                "no match: {} face(s) seen, best distance {best_distance:.3}, {} frame(s) in {} ms",
+                "no match: {} face(s) seen, best distance {best_distance:.3}, {} frame(s) in {} ms{}",
                 stats.faces,
                 stats.frames,
-                stats.elapsed.as_millis()
+                stats.elapsed.as_millis(),
+                skipped(stats)
             ),
             Outcome::NoFace { stats } => write!(
                 f,
-                "no face seen in {} frame(s) in {} ms",
+                "no face seen in {} frame(s) in {} ms{}",
                 stats.frames,
-                stats.elapsed.as_millis()
+                stats.elapsed.as_millis(),
+                skipped(stats)
             ),
             Outcome::Unavailable(reason) => write!(f, "unavailable: {reason}"),
         }
     }
+}
+
+/// Frames the frame checks set aside, for the end of an outcome's line ("" when none).
+fn skipped(stats: &Stats) -> String {
+    let mut parts = Vec::new();
+    if stats.dark_frames > 0 {
+        parts.push(format!("{} dark frame(s) skipped", stats.dark_frames));
+    }
+    if stats.still_frames > 0 {
+        parts.push(format!(
+            "{} matching face(s) refused as unchanged (a frozen or injected picture?)",
+            stats.still_frames
+        ));
+    }
+    parts.iter().map(|p| format!("; {p}")).collect()
 }
 
 /// The whole path: configuration switches, the user's enrolment, the models and the source, then the
@@ -117,6 +175,18 @@ pub fn authenticate(
     engines: &EngineCache,
     open_source: &mut dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
     deadline: Instant,
+) -> Outcome {
+    authenticate_observed(user, config, engines, open_source, deadline, &mut |_| {})
+}
+
+/// [`authenticate`], telling `observer` about every frame (`facekey test` prints a line each).
+pub fn authenticate_observed(
+    user: &str,
+    config: &Config,
+    engines: &EngineCache,
+    open_source: &mut dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    deadline: Instant,
+    observer: &mut dyn FnMut(&FrameReport<'_>),
 ) -> Outcome {
     let started = Instant::now();
     if config.general.disabled {
@@ -155,6 +225,9 @@ pub fn authenticate(
         Ok(s) => s,
         Err(e) => return Outcome::Unavailable(e.into()),
     };
+    if let Err(e) = liveness::check_infrared(&config.camera, source.as_ref()) {
+        return Outcome::Unavailable(e.into());
+    }
     if enrolment.embedder != *engine.embedder.id() {
         return Outcome::Unavailable(Unavailable::Store(StoreError::ForeignEmbedder {
             path: store.path_for(&user),
@@ -162,18 +235,22 @@ pub fn authenticate(
             expected: engine.embedder.id().clone(),
         }));
     }
-    decide(
+    decide_observed(
         &engine,
         &enrolment,
         config,
         source.as_mut(),
         started,
         deadline,
+        observer,
     )
 }
 
 /// Read frames until one holds a face close enough to one of `enrolment`'s samples (as many
 /// consecutive matching frames as `matching.required_matches` asks), the source ends, or the deadline.
+///
+/// Dark frames are skipped before analysis; on a camera a matching face counts only once it has
+/// changed since the previous face ([`liveness`]).
 pub fn decide(
     engine: &Engine,
     enrolment: &Enrolment,
@@ -182,11 +259,34 @@ pub fn decide(
     started: Instant,
     deadline: Instant,
 ) -> Outcome {
+    decide_observed(
+        engine,
+        enrolment,
+        config,
+        source,
+        started,
+        deadline,
+        &mut |_| {},
+    )
+}
+
+/// [`decide`], telling `observer` about every frame.
+pub fn decide_observed(
+    engine: &Engine,
+    enrolment: &Enrolment,
+    config: &Config,
+    source: &mut dyn FrameSource,
+    started: Instant,
+    deadline: Instant,
+    observer: &mut dyn FnMut(&FrameReport<'_>),
+) -> Outcome {
     let threshold = config.matching.threshold;
     let required = config.matching.required_matches.max(1);
     let mut stats = Stats::default();
     let mut best = f32::INFINITY;
     let mut streak = 0u32;
+    let mut motion_check =
+        FaceMotion::new(config.camera.min_face_change, source.camera().is_some());
     while Instant::now() < deadline {
         let frame = match source.next_frame(deadline) {
             Ok(Some(frame)) => frame,
@@ -194,45 +294,130 @@ pub fn decide(
             Err(e) => return Outcome::Unavailable(e.into()),
         };
         stats.frames += 1;
+        stats.first_frame.get_or_insert_with(|| started.elapsed());
+        let mut report = |stats: &Stats,
+                          image,
+                          exposure,
+                          faces: &[AnalysedFace],
+                          best_distance,
+                          motion,
+                          verdict| {
+            observer(&FrameReport {
+                frame: &frame,
+                image,
+                exposure,
+                faces,
+                best_distance,
+                motion,
+                verdict,
+                stats,
+            })
+        };
         let Ok(image) = frame.to_rgb() else {
             stats.bad_frames += 1;
+            report(
+                &stats,
+                None,
+                None,
+                &[],
+                None,
+                None,
+                FrameVerdict::Undecodable,
+            );
             continue;
         };
+        let exposure = liveness::measure(&image);
+        if liveness::is_dark(&exposure, config.camera.dark_threshold) {
+            stats.dark_frames += 1;
+            let exposure = Some(exposure);
+            report(
+                &stats,
+                Some(&image),
+                exposure,
+                &[],
+                None,
+                None,
+                FrameVerdict::Dark,
+            );
+            continue;
+        }
         let faces = match engine.analyse(&image) {
             Ok(faces) => faces,
             Err(e) => return Outcome::Unavailable(Unavailable::Internal(e.to_string())),
         };
         stats.faces += faces.len() as u32;
-        // Any enrolled face among those in the frame counts.
-        let mut frame_best: Option<(f32, usize)> = None;
-        for face in &faces {
+        // Any enrolled face among those in the frame counts: (distance, sample, face).
+        let mut frame_best: Option<(f32, usize, usize)> = None;
+        for (j, face) in faces.iter().enumerate() {
             for (i, sample) in enrolment.samples.iter().enumerate() {
                 let d = face.embedding.distance(&sample.embedding);
-                if frame_best.is_none_or(|(b, _)| d < b) {
-                    frame_best = Some((d, i));
+                if frame_best.is_none_or(|(b, _, _)| d < b) {
+                    frame_best = Some((d, i, j));
                 }
             }
         }
-        match frame_best {
-            Some((d, i)) if d < threshold => {
+        // The face the match is about (or the first face) is the one compared between frames.
+        let subject = frame_best
+            .map(|(_, _, j)| j)
+            .or((!faces.is_empty()).then_some(0));
+        let motion = subject
+            .and_then(|j| liveness::face_crop(&image, &faces[j].face))
+            .map(|crop| motion_check.observe(crop));
+        let verdict = match frame_best {
+            Some((d, _, _)) if d < threshold => {
                 best = best.min(d);
-                streak += 1;
-                if streak >= required {
-                    let sample = &enrolment.samples[i];
-                    stats.elapsed = started.elapsed();
-                    return Outcome::Matched {
-                        label: sample.label.clone(),
-                        sample_id: sample.id,
-                        distance: d,
-                        stats,
-                    };
+                let counts = match motion {
+                    Some(m) => motion_check.may_count(m),
+                    None => config.camera.min_face_change <= 0.0,
+                };
+                if counts {
+                    streak += 1;
+                    FrameVerdict::Match { streak }
+                } else {
+                    streak = 0;
+                    if matches!(motion, Some(Motion::Still(_))) {
+                        stats.still_frames += 1;
+                        FrameVerdict::Still
+                    } else {
+                        FrameVerdict::Reference
+                    }
                 }
             }
-            Some((d, _)) => {
+            Some((d, _, _)) => {
                 best = best.min(d);
                 streak = 0;
+                FrameVerdict::NoMatch
             }
-            None => streak = 0,
+            None => {
+                streak = 0;
+                if faces.is_empty() {
+                    FrameVerdict::NoFace
+                } else {
+                    FrameVerdict::NoMatch
+                }
+            }
+        };
+        let best_distance = frame_best.map(|(d, _, _)| d);
+        report(
+            &stats,
+            Some(&image),
+            Some(exposure),
+            &faces,
+            best_distance,
+            motion,
+            verdict,
+        );
+        if let (FrameVerdict::Match { .. }, Some((d, i, _))) = (verdict, frame_best) {
+            if streak >= required {
+                let sample = &enrolment.samples[i];
+                stats.elapsed = started.elapsed();
+                return Outcome::Matched {
+                    label: sample.label.clone(),
+                    sample_id: sample.id,
+                    distance: d,
+                    stats,
+                };
+            }
         }
     }
     stats.elapsed = started.elapsed();
@@ -246,9 +431,9 @@ pub fn decide(
     }
 }
 
-/// Open the source a configuration names.
+/// Open the source a configuration names, with its `[camera]` settings.
 pub fn open_configured_source(config: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
-    frame::open_source(&config.camera.source)
+    frame::open_source_with(&config.camera.source, &config.camera)
 }
 
 /// The deadline a configuration gives, from now.

@@ -6,11 +6,13 @@
 //! The PAM module and the CLI both decide through [`decision::authenticate`].
 
 pub mod align;
+pub mod camera;
 pub mod decision;
 pub mod detect;
 pub mod embed;
 pub mod engine;
 pub mod frame;
+pub mod liveness;
 pub mod models;
 pub mod policy;
 pub mod ratelimit;

@@ -1,36 +1,53 @@
 //! Frames and frame sources.
 //!
-//! A [`Frame`] is raw pixels as a source produced them: width, height, stride, pixel format and a
-//! capture timestamp. [`FrameSource`] is what the decision loop reads from: replay sources here, the
-//! V4L2 camera in its own module. A source must never block past the deadline it is given, and
-//! decoding must never trust the buffer to be tightly packed: `stride` and the data length are checked.
+//! A [`Frame`] is raw pixels as a source produced them: width, height, stride, pixel format, the
+//! rotation to apply and a capture timestamp. [`FrameSource`] is what the decision loop reads
+//! from: replay sources here, the V4L2 camera in [`crate::camera`]. A source must never block past
+//! the deadline it is given, and decoding ([`decode`], [`mjpeg`]) must never trust the buffer to be
+//! tightly packed or complete: `stride` and the data length are checked, and a frame that cannot
+//! be decoded is an error to skip, not a panic.
+
+pub mod decode;
+mod mjpeg;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-/// The pixel layouts a frame can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelFormat {
-    /// 8-bit R, G, B.
-    Rgb24,
-    /// 8-bit B, G, R.
-    Bgr24,
-    /// 8-bit luma (infrared cameras).
-    Grey,
-    /// Packed 4:2:2 Y0 U Y1 V.
-    Yuyv,
+use crate::camera::{self, CameraInfo};
+
+pub use decode::{fourcc_text, DecodeError, PixelFormat};
+
+/// Clockwise rotation applied when a frame is decoded (`camera.rotate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rotation {
+    #[default]
+    None,
+    Cw90,
+    Cw180,
+    Cw270,
 }
 
-impl PixelFormat {
-    /// Bytes used by one row of `width` pixels, tightly packed.
-    pub fn min_stride(self, width: u32) -> usize {
-        let w = width as usize;
+impl Rotation {
+    /// The rotation for a number of degrees; `None` unless 0, 90, 180 or 270.
+    pub fn from_degrees(degrees: u32) -> Option<Rotation> {
+        match degrees {
+            0 => Some(Rotation::None),
+            90 => Some(Rotation::Cw90),
+            180 => Some(Rotation::Cw180),
+            270 => Some(Rotation::Cw270),
+            _ => None,
+        }
+    }
+
+    fn apply(self, image: RgbImage) -> RgbImage {
+        use image::imageops;
         match self {
-            PixelFormat::Rgb24 | PixelFormat::Bgr24 => w * 3,
-            PixelFormat::Grey => w,
-            PixelFormat::Yuyv => w.div_ceil(2) * 4,
+            Rotation::None => image,
+            Rotation::Cw90 => imageops::rotate90(&image),
+            Rotation::Cw180 => imageops::rotate180(&image),
+            Rotation::Cw270 => imageops::rotate270(&image),
         }
     }
 }
@@ -40,39 +57,17 @@ impl PixelFormat {
 pub struct Frame {
     pub width: u32,
     pub height: u32,
-    /// Bytes per row in `data` (at least `format.min_stride(width)`).
+    /// Bytes per row in `data` (at least `format.min_stride(width)`; unused for MJPG).
     pub stride: usize,
     pub format: PixelFormat,
+    /// The bytes the source filled (for a camera, `bytesused` of the buffer, never more).
     pub data: Vec<u8>,
+    /// Applied by [`Frame::to_rgb`]; `width` and `height` are before rotation.
+    pub rotation: Rotation,
     /// When the frame was captured (or read, for replay sources).
     pub timestamp: Instant,
     /// Where it came from, for messages (a file name, a device path).
     pub origin: String,
-}
-
-/// Why a frame could not be decoded.
-#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error(
-        "frame {width}x{height} {format:?}: stride {stride} is smaller than a row ({min} bytes)"
-    )]
-    StrideTooSmall {
-        width: u32,
-        height: u32,
-        format: PixelFormat,
-        stride: usize,
-        min: usize,
-    },
-    #[error("frame {width}x{height} {format:?}: {len} bytes of data, {needed} needed")]
-    Truncated {
-        width: u32,
-        height: u32,
-        format: PixelFormat,
-        len: usize,
-        needed: usize,
-    },
-    #[error("frame has no pixels ({width}x{height})")]
-    Empty { width: u32, height: u32 },
 }
 
 impl Frame {
@@ -85,88 +80,24 @@ impl Frame {
             stride: width as usize * 3,
             format: PixelFormat::Rgb24,
             data: image.into_raw(),
+            rotation: Rotation::None,
             timestamp: Instant::now(),
             origin: origin.into(),
         }
     }
 
-    /// Decode to RGB, honouring the stride and checking the buffer really holds every row.
+    /// Decode to RGB, honouring the stride and checking the buffer really holds every row, then
+    /// rotate.
     pub fn to_rgb(&self) -> Result<RgbImage, DecodeError> {
-        let (w, h) = (self.width, self.height);
-        if w == 0 || h == 0 {
-            return Err(DecodeError::Empty {
-                width: w,
-                height: h,
-            });
-        }
-        let min = self.format.min_stride(w);
-        if self.stride < min {
-            return Err(DecodeError::StrideTooSmall {
-                width: w,
-                height: h,
-                format: self.format,
-                stride: self.stride,
-                min,
-            });
-        }
-        let needed = self.stride * (h as usize - 1) + min;
-        if self.data.len() < needed {
-            return Err(DecodeError::Truncated {
-                width: w,
-                height: h,
-                format: self.format,
-                len: self.data.len(),
-                needed,
-            });
-        }
-        let mut out = Vec::with_capacity(w as usize * h as usize * 3);
-        for row in self.data.chunks(self.stride).take(h as usize) {
-            let row = &row[..min];
-            match self.format {
-                PixelFormat::Rgb24 => out.extend_from_slice(row),
-                PixelFormat::Bgr24 => {
-                    for p in row.chunks_exact(3) {
-                        out.extend_from_slice(&[p[2], p[1], p[0]]);
-                    }
-                }
-                PixelFormat::Grey => {
-                    for &y in row {
-                        out.extend_from_slice(&[y, y, y]);
-                    }
-                }
-                PixelFormat::Yuyv => {
-                    let mut pushed = 0;
-                    for q in row.chunks_exact(4) {
-                        let (y0, u, y1, v) = (q[0], q[1], q[2], q[3]);
-                        for y in [y0, y1] {
-                            if pushed < w as usize {
-                                out.extend_from_slice(&yuv_to_rgb(y, u, v));
-                                pushed += 1;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        // The length was checked above, so the buffer matches the dimensions.
-        RgbImage::from_raw(w, h, out).ok_or(DecodeError::Empty {
-            width: w,
-            height: h,
-        })
+        let upright = decode::to_rgb(
+            self.format,
+            self.width,
+            self.height,
+            self.stride,
+            &self.data,
+        )?;
+        Ok(self.rotation.apply(upright))
     }
-}
-
-/// BT.601 limited-range YCbCr to RGB, the encoding UVC cameras use for YUYV.
-fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
-    let c = (y as f32 - 16.0) * 1.164;
-    let d = u as f32 - 128.0;
-    let e = v as f32 - 128.0;
-    let clamp = |x: f32| x.round().clamp(0.0, 255.0) as u8;
-    [
-        clamp(c + 1.596 * e),
-        clamp(c - 0.392 * d - 0.813 * e),
-        clamp(c + 2.017 * d),
-    ]
 }
 
 /// Why a source could not give a frame.
@@ -187,6 +118,16 @@ pub enum SourceError {
     Unsupported(String),
     #[error("{device}: {reason}")]
     Device { device: String, reason: String },
+    #[error("{device}: busy (another program is using the camera); still busy after {} ms, at the deadline", waited.as_millis())]
+    Busy { device: String, waited: Duration },
+    #[error("{device}: {wanted} is not offered (the camera offers {offered})")]
+    NotOffered {
+        device: String,
+        wanted: String,
+        offered: String,
+    },
+    #[error("{device}: not an infrared camera (it offers {offered}); camera.require_ir refuses it: set require_ir = false to accept a colour camera, which a photo can fool")]
+    NotInfrared { device: String, offered: String },
 }
 
 /// Something that yields frames: a camera or a replay of image files.
@@ -197,13 +138,29 @@ pub trait FrameSource: Send {
 
     /// A short human description (for messages and logs).
     fn describe(&self) -> String;
+
+    /// What the camera is and how it was set up, when this source is a live camera (`None` for
+    /// replays). Live sources get the liveness checks that need a sensor: see [`crate::liveness`].
+    fn camera(&self) -> Option<&CameraInfo> {
+        None
+    }
 }
 
-/// Parse a source specification and open it.
+/// Parse a source specification and open it, with the default camera settings.
 ///
 /// `file:A.jpg,B.png` replays the listed images, one frame each; `dir:PATH` replays every image in the
-/// folder in name order. Camera sources are added by the V4L2 module.
+/// folder in name order; `v4l2:DEVICE` opens a camera (see [`open_source_with`]).
 pub fn open_source(spec: &str) -> Result<Box<dyn FrameSource>, SourceError> {
+    open_source_with(spec, &facekey_config::Camera::default())
+}
+
+/// [`open_source`] with the `[camera]` settings of a configuration: size, rate, format, exposure,
+/// rotation. A camera starts streaming before this returns, so frames are already arriving while
+/// the caller does other work (loads the models).
+pub fn open_source_with(
+    spec: &str,
+    settings: &facekey_config::Camera,
+) -> Result<Box<dyn FrameSource>, SourceError> {
     if let Some(list) = spec.strip_prefix("file:") {
         let paths: Vec<PathBuf> = list
             .split(',')
@@ -218,8 +175,15 @@ pub fn open_source(spec: &str) -> Result<Box<dyn FrameSource>, SourceError> {
     if let Some(dir) = spec.strip_prefix("dir:") {
         return Ok(Box::new(ReplaySource::from_dir(Path::new(dir))?));
     }
-    if spec.starts_with("v4l2:") {
-        return Err(SourceError::Unsupported(spec.to_string()));
+    if let Some(device) = spec.strip_prefix("v4l2:") {
+        if device.is_empty() {
+            return Err(SourceError::BadSpec(spec.to_string()));
+        }
+        let settings = camera::Settings::from_config(settings);
+        return Ok(Box::new(camera::Camera::open(
+            Path::new(device),
+            &settings,
+        )?));
     }
     Err(SourceError::BadSpec(spec.to_string()))
 }
@@ -319,6 +283,7 @@ mod tests {
             stride,
             format,
             data,
+            rotation: Rotation::None,
             timestamp: Instant::now(),
             origin: "test".into(),
         }

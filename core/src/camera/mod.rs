@@ -1,0 +1,636 @@
+//! V4L2 cameras: open a capture node, choose a format, stream, hand over the newest frame.
+//!
+//! Opening does everything up to `VIDIOC_STREAMON` at once, so frames are being captured while the
+//! caller loads its models (the decision opens the source on one thread while the models load on
+//! another). From then on [`Camera::next_frame`] never blocks past its deadline: it waits with
+//! `poll` and a timeout, and a camera another program holds (EBUSY) is retried until the deadline
+//! and then reported as [`SourceError::Busy`]. Dropping the camera stops the stream at once.
+//!
+//! Frames are handed over newest first: every buffer that is ready is dequeued, older ones go
+//! straight back to the driver, and a frame older than [`STALE_AFTER`] (captured before the
+//! caller was ready: the buffers filled while the models loaded) is dropped for a fresh one. The
+//! decision thus always looks at the present, and the driver never runs out of buffers.
+//!
+//! What this module must never do: block without a deadline, trust `bytesused` or the format the
+//! driver was asked for (it reads back what the driver set), leak the device into a child
+//! process (close-on-exec), or panic. The raw ioctls and the buffer mappings are in [`stream`].
+
+pub mod devices;
+pub mod negotiate;
+mod stream;
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use v4l::control::{Control, Value};
+use v4l::video::Capture;
+use v4l::{Device, FourCC};
+
+use crate::frame::{self, Frame, FrameSource, PixelFormat, Rotation, SourceError};
+pub use negotiate::{Choice, FormatOffer, SizeOffer};
+use stream::MmapStream;
+
+/// A ready frame older than this is dropped for a fresh one (see the module documentation).
+pub const STALE_AFTER: Duration = Duration::from_millis(150);
+
+/// How often a busy camera is tried again.
+pub const BUSY_RETRY: Duration = Duration::from_millis(100);
+
+/// Capture buffers asked of the driver: enough to keep streaming while one is being copied.
+const BUFFERS: u32 = 4;
+
+// V4L2 control ids and values (linux/v4l2-controls.h; bindgen skips these computed macros).
+const CID_EXPOSURE_AUTO: u32 = 0x009a_0901;
+const CID_EXPOSURE_ABSOLUTE: u32 = 0x009a_0902;
+const EXPOSURE_MANUAL: i64 = 1;
+// linux/videodev2.h device capabilities.
+const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
+const CAP_VIDEO_CAPTURE_MPLANE: u32 = 0x0000_1000;
+const CAP_STREAMING: u32 = 0x0400_0000;
+
+/// How to drive a camera: the `[camera]` keys that concern the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Wanted frame size; `None` is [`negotiate::AUTO_SIZE`].
+    pub size: Option<(u32, u32)>,
+    /// Wanted rate; `None` takes the fastest the camera offers up to [`negotiate::AUTO_FPS`].
+    pub fps: Option<u32>,
+    /// Capture MJPG only.
+    pub force_mjpeg: bool,
+    /// Capture this format only (tools and tests; not a configuration key).
+    pub format: Option<PixelFormat>,
+    /// Manual exposure, in 100 µs units; `None` leaves automatic exposure alone.
+    pub exposure: Option<u32>,
+    pub rotation: Rotation,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings::from_config(&facekey_config::Camera::default())
+    }
+}
+
+impl Settings {
+    /// The settings a `[camera]` section gives (its values are validated by the config crate).
+    pub fn from_config(camera: &facekey_config::Camera) -> Settings {
+        Settings {
+            size: (camera.frame_width > 0 && camera.frame_height > 0)
+                .then_some((camera.frame_width, camera.frame_height)),
+            fps: (camera.fps > 0).then_some(camera.fps),
+            force_mjpeg: camera.force_mjpeg,
+            format: None,
+            exposure: (camera.exposure > 0).then_some(camera.exposure),
+            rotation: Rotation::from_degrees(camera.rotate).unwrap_or_default(),
+        }
+    }
+}
+
+/// What a camera is and how it was set up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraInfo {
+    /// The device as named in the source (`/dev/v4l/by-id/...` stays as given).
+    pub device: PathBuf,
+    pub driver: String,
+    pub card: String,
+    pub bus: String,
+    /// Offers only grey formats ([`negotiate::looks_infrared`]).
+    pub infrared: bool,
+    pub offers: Vec<FormatOffer>,
+    /// What was asked of the driver.
+    pub asked: Choice,
+    /// What the driver set (read back): format, size, bytes per row, bytes per image.
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub stride: usize,
+    pub image_size: usize,
+    /// Frame rate the driver reports after the request, when it reports one.
+    pub fps: Option<f64>,
+    /// Streaming has started (false while another program holds the camera).
+    pub streaming: bool,
+    /// Things that did not go as configured (an exposure the camera refused, a format the
+    /// driver replaced); the camera still works.
+    pub notes: Vec<String>,
+    pub counters: Counters,
+}
+
+/// What happened to the frames the driver captured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames handed over.
+    pub delivered: u32,
+    /// Ready frames passed over because a newer one was ready too.
+    pub superseded: u32,
+    /// Frames dropped as older than [`STALE_AFTER`].
+    pub stale: u32,
+    /// Frames the driver flagged as corrupt, or empty.
+    pub corrupt: u32,
+    /// Frames the driver captured but lost (gaps in the sequence numbers).
+    pub lost: u32,
+    /// Times the camera was found busy.
+    pub busy: u32,
+    /// From the start of [`Camera::open`] to the first frame handed over.
+    pub first_frame: Option<Duration>,
+    /// From the start of [`Camera::open`] to `VIDIOC_STREAMON` done.
+    pub stream_started: Option<Duration>,
+}
+
+impl CameraInfo {
+    /// "YUYV, MJPG" from the offers.
+    pub fn offered_text(&self) -> String {
+        negotiate::offered_text(&self.offers)
+    }
+}
+
+enum State {
+    /// Another program holds the camera: try again until the deadline.
+    Busy { since: Instant },
+    Streaming {
+        stream: MmapStream,
+        last_sequence: Option<u32>,
+    },
+}
+
+/// A V4L2 capture node, streaming (or waiting for another program to release it).
+pub struct Camera {
+    // Field order matters for Drop: the stream (in `state`) goes before the device closes.
+    state: State,
+    /// Exposure controls to put back when done, in the order they were changed.
+    restore: Vec<(u32, i64)>,
+    device: Device,
+    settings: Settings,
+    info: CameraInfo,
+    opened: Instant,
+}
+
+/// Whether an error is EBUSY: the node is streaming for another program.
+fn is_busy(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error())
+}
+
+fn device_error(device: &Path, reason: impl Into<String>) -> SourceError {
+    SourceError::Device {
+        device: device.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Open a node and say why not in a user's words.
+pub(crate) fn open_device(path: &Path) -> Result<Device, SourceError> {
+    use std::os::unix::ffi::OsStrExt;
+    // v4l turns the path into a C string with unwrap(): a NUL byte would panic.
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err(device_error(path, "the device path contains a NUL byte"));
+    }
+    let device = Device::with_path(path).map_err(|e| {
+        let reason = match e.kind() {
+            io::ErrorKind::NotFound => {
+                "no such device (is the camera plugged in? `facekey devices` lists cameras)"
+                    .to_owned()
+            }
+            io::ErrorKind::PermissionDenied => {
+                "permission denied (cameras are open to root and the video group)".to_owned()
+            }
+            _ => format!("cannot open: {e}"),
+        };
+        device_error(path, reason)
+    })?;
+    stream::set_cloexec(device.handle().fd())
+        .map_err(|e| device_error(path, format!("cannot set close-on-exec: {e}")))?;
+    Ok(device)
+}
+
+fn fd_of(device: &Device) -> BorrowedFd<'_> {
+    // SAFETY: the descriptor belongs to `device`, which outlives the returned borrow.
+    unsafe { BorrowedFd::borrow_raw(device.handle().fd()) }
+}
+
+/// The node's capabilities, checked to be a single-planar streaming capture node.
+pub(crate) fn capture_caps(device: &Device, path: &Path) -> Result<stream::NodeCaps, SourceError> {
+    let caps = stream::query_caps(fd_of(device)).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::NOTTY.raw_os_error()) {
+            device_error(path, "not a V4L2 device")
+        } else {
+            device_error(path, format!("VIDIOC_QUERYCAP failed: {e}"))
+        }
+    })?;
+    if caps.caps & CAP_VIDEO_CAPTURE == 0 {
+        let what = if caps.caps & CAP_VIDEO_CAPTURE_MPLANE != 0 {
+            "a multi-planar capture node, which facekey does not support"
+        } else {
+            "not a video capture node (a UVC camera's second node carries metadata: try the other one)"
+        };
+        return Err(device_error(
+            path,
+            format!("{what} (driver {}, {})", caps.driver, caps.card),
+        ));
+    }
+    if caps.caps & CAP_STREAMING == 0 {
+        return Err(device_error(
+            path,
+            "the driver does not support streaming I/O",
+        ));
+    }
+    Ok(caps)
+}
+
+/// Every capture format of the node with its sizes and top rate at each size. `wanted` picks the
+/// size reported for drivers that describe sizes as ranges.
+pub fn enumerate(device: &Device, wanted: (u32, u32)) -> Vec<FormatOffer> {
+    let formats = device.enum_formats().unwrap_or_default();
+    formats
+        .into_iter()
+        .map(|desc| {
+            let code = desc.fourcc;
+            let mut sizes = Vec::new();
+            for size in device.enum_framesizes(code).unwrap_or_default() {
+                let points = match size.size {
+                    v4l::framesize::FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
+                    v4l::framesize::FrameSizeEnum::Stepwise(s) => {
+                        let snap = |v: u32, min: u32, max: u32, step: u32| {
+                            let step = step.max(1);
+                            let v = v.clamp(min, max.max(min));
+                            min + (v - min) / step * step
+                        };
+                        let mut points = vec![
+                            (
+                                snap(wanted.0, s.min_width, s.max_width, s.step_width),
+                                snap(wanted.1, s.min_height, s.max_height, s.step_height),
+                            ),
+                            (s.min_width, s.min_height),
+                            (s.max_width, s.max_height),
+                        ];
+                        points.dedup();
+                        points
+                    }
+                };
+                for (width, height) in points {
+                    sizes.push(SizeOffer {
+                        width,
+                        height,
+                        max_fps: top_rate(device, code, width, height),
+                    });
+                }
+            }
+            FormatOffer {
+                fourcc: code.repr,
+                description: desc.description,
+                sizes,
+            }
+        })
+        .collect()
+}
+
+fn rate(f: &v4l::Fraction) -> Option<f64> {
+    (f.numerator > 0).then(|| f64::from(f.denominator) / f64::from(f.numerator))
+}
+
+/// The fastest rate a format offers at a size.
+fn top_rate(device: &Device, code: FourCC, width: u32, height: u32) -> Option<f64> {
+    device
+        .enum_frameintervals(code, width, height)
+        .ok()?
+        .iter()
+        .filter_map(|i| match &i.interval {
+            v4l::frameinterval::FrameIntervalEnum::Discrete(f) => rate(f),
+            v4l::frameinterval::FrameIntervalEnum::Stepwise(s) => rate(&s.min),
+        })
+        .reduce(f64::max)
+}
+
+/// Why a start attempt failed.
+enum StartError {
+    Busy,
+    Failed(SourceError),
+}
+
+impl Camera {
+    /// Open `path`, choose the format and start streaming. A camera another program is using
+    /// comes back in a waiting state: [`Camera::next_frame`] retries it until its deadline.
+    pub fn open(path: &Path, settings: &Settings) -> Result<Camera, SourceError> {
+        let opened = Instant::now();
+        let device = open_device(path)?;
+        let caps = capture_caps(&device, path)?;
+        let offers = enumerate(&device, settings.size.unwrap_or(negotiate::AUTO_SIZE));
+        let choice = negotiate::choose(&offers, settings).map_err(|e| match e {
+            negotiate::NoChoice::NotOffered { wanted, offered } => SourceError::NotOffered {
+                device: path.display().to_string(),
+                wanted,
+                offered,
+            },
+            negotiate::NoChoice::NothingDecodable { offered } => device_error(
+                path,
+                format!("offers no format facekey can decode (it offers {offered})"),
+            ),
+        })?;
+        let info = CameraInfo {
+            device: path.to_path_buf(),
+            driver: caps.driver,
+            card: caps.card,
+            bus: caps.bus,
+            infrared: negotiate::looks_infrared(&offers),
+            offers,
+            asked: choice,
+            format: choice.format,
+            width: choice.width,
+            height: choice.height,
+            stride: choice.format.min_stride(choice.width),
+            image_size: 0,
+            fps: None,
+            streaming: false,
+            notes: Vec::new(),
+            counters: Counters::default(),
+        };
+        let mut camera = Camera {
+            state: State::Busy { since: opened },
+            restore: Vec::new(),
+            device,
+            settings: settings.clone(),
+            info,
+            opened,
+        };
+        match camera.start() {
+            Ok(()) => {}
+            Err(StartError::Busy) => camera.info.counters.busy += 1,
+            Err(StartError::Failed(e)) => return Err(e),
+        }
+        Ok(camera)
+    }
+
+    /// What the camera is and how it was set up.
+    pub fn info(&self) -> &CameraInfo {
+        &self.info
+    }
+
+    /// Set the format, rate and exposure, then map the buffers and start streaming.
+    fn start(&mut self) -> Result<(), StartError> {
+        let path = self.info.device.clone();
+        let fail = |reason: String| StartError::Failed(device_error(&path, reason));
+        let choice = self.info.asked;
+        let wanted = v4l::Format::new(
+            choice.width,
+            choice.height,
+            FourCC::new(&choice.format.fourcc()),
+        );
+        let set = match self.device.set_format(&wanted) {
+            Ok(set) => set,
+            Err(e) if is_busy(&e) => return Err(StartError::Busy),
+            Err(e) => {
+                return Err(fail(format!(
+                    "cannot set {} {}x{}: {e}",
+                    choice.format, choice.width, choice.height
+                )))
+            }
+        };
+        // What the driver set is what its frames hold, whatever was asked: vivid answers YUYV
+        // to a request for MJPG.
+        let Some(format) = PixelFormat::from_fourcc(set.fourcc.repr) else {
+            return Err(fail(format!(
+                "asked for {}, the driver set {}, which facekey cannot decode",
+                choice.format,
+                frame::fourcc_text(set.fourcc.repr)
+            )));
+        };
+        let mut notes = Vec::new();
+        if format != choice.format {
+            notes.push(format!(
+                "asked for {}, the driver set {format}",
+                choice.format
+            ));
+        }
+        if (set.width, set.height) != (choice.width, choice.height) {
+            notes.push(format!(
+                "asked for {}x{}, the driver set {}x{}",
+                choice.width, choice.height, set.width, set.height
+            ));
+        }
+        let min = format.min_stride(set.width);
+        let stride = (set.stride as usize).max(min);
+        if format != PixelFormat::Mjpeg && (set.stride as usize) < min {
+            notes.push(format!(
+                "the driver reported {} bytes per row, fewer than a row holds ({min})",
+                set.stride
+            ));
+        }
+        if let Some(fps) = choice.fps {
+            let params = v4l::video::capture::Parameters::with_fps(fps);
+            if let Err(e) = self.device.set_params(&params) {
+                notes.push(format!("cannot set {fps} frames per second: {e}"));
+            }
+        }
+        let fps = self.device.params().ok().and_then(|p| rate(&p.interval));
+        if let Some(exposure) = self.settings.exposure {
+            if self.restore.is_empty() {
+                self.set_exposure(exposure, &mut notes);
+            }
+        }
+        let stream = match MmapStream::start(fd_of(&self.device), BUFFERS) {
+            Ok(stream) => stream,
+            Err(e) if is_busy(&e) => return Err(StartError::Busy),
+            Err(e) => return Err(fail(format!("cannot start streaming: {e}"))),
+        };
+        self.state = State::Streaming {
+            stream,
+            last_sequence: None,
+        };
+        let info = &mut self.info;
+        info.format = format;
+        info.width = set.width;
+        info.height = set.height;
+        info.stride = stride;
+        info.image_size = set.size as usize;
+        info.fps = fps;
+        info.streaming = true;
+        info.notes.extend(notes);
+        info.counters.stream_started = Some(self.opened.elapsed());
+        Ok(())
+    }
+
+    /// Manual exposure; the previous values are kept to be restored on drop, so another program
+    /// does not inherit facekey's setting.
+    fn set_exposure(&mut self, value: u32, notes: &mut Vec<String>) {
+        for (id, target) in [
+            (CID_EXPOSURE_AUTO, EXPOSURE_MANUAL),
+            (CID_EXPOSURE_ABSOLUTE, i64::from(value)),
+        ] {
+            let before = match self.device.control(id) {
+                Ok(Control {
+                    value: Value::Integer(v),
+                    ..
+                }) => v,
+                Ok(_) => {
+                    notes.push(format!(
+                        "exposure not set: control {id:#x} is not an integer"
+                    ));
+                    return;
+                }
+                Err(e) => {
+                    notes.push(format!(
+                        "exposure not set: the camera has no control {id:#x} ({e})"
+                    ));
+                    return;
+                }
+            };
+            let control = Control {
+                id,
+                value: Value::Integer(target),
+            };
+            if let Err(e) = self.device.set_control(control) {
+                notes.push(format!("exposure not set: control {id:#x} = {target}: {e}"));
+                return;
+            }
+            self.restore.push((id, before));
+        }
+    }
+
+    /// A frame from a dequeued buffer, or `None` when it is corrupt or stale (given back).
+    fn take(&mut self, now: Instant) -> Result<Option<Frame>, SourceError> {
+        let path = self.info.device.clone();
+        let State::Streaming {
+            stream,
+            last_sequence,
+        } = &mut self.state
+        else {
+            return Ok(None);
+        };
+        let io_error = |e: io::Error| capture_error(&path, e);
+        // Drain: keep the newest ready frame, give the older ones straight back.
+        let mut newest: Option<stream::Dequeued> = None;
+        let mut superseded = 0;
+        while let Some(d) = stream.dequeue().map_err(io_error)? {
+            if let Some(older) = newest.replace(d) {
+                stream.queue(older.index).map_err(io_error)?;
+                superseded += 1;
+            }
+        }
+        let Some(d) = newest else {
+            return Ok(None);
+        };
+        self.info.counters.superseded += superseded;
+        if let Some(last) = *last_sequence {
+            // Superseded frames are not lost: the driver delivered them.
+            let gap = d.sequence.wrapping_sub(last).saturating_sub(1);
+            self.info.counters.lost += gap.saturating_sub(superseded);
+        }
+        *last_sequence = Some(d.sequence);
+        let age = d
+            .monotonic
+            .map(|captured| stream::monotonic_now().saturating_sub(captured));
+        if d.error || d.bytesused == 0 {
+            self.info.counters.corrupt += 1;
+            stream.queue(d.index).map_err(io_error)?;
+            return Ok(None);
+        }
+        if age.is_some_and(|a| a > STALE_AFTER) {
+            self.info.counters.stale += 1;
+            stream.queue(d.index).map_err(io_error)?;
+            return Ok(None);
+        }
+        let data = stream.data(&d).to_vec();
+        stream.queue(d.index).map_err(io_error)?;
+        let info = &mut self.info;
+        info.counters.delivered += 1;
+        info.counters
+            .first_frame
+            .get_or_insert_with(|| self.opened.elapsed());
+        Ok(Some(Frame {
+            width: info.width,
+            height: info.height,
+            stride: info.stride,
+            format: info.format,
+            data,
+            rotation: self.settings.rotation,
+            timestamp: age.and_then(|a| now.checked_sub(a)).unwrap_or(now),
+            origin: info.device.display().to_string(),
+        }))
+    }
+}
+
+fn capture_error(path: &Path, e: io::Error) -> SourceError {
+    let reason = if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) {
+        "the camera was disconnected".to_owned()
+    } else {
+        format!("capture failed: {e}")
+    };
+    device_error(path, reason)
+}
+
+impl FrameSource for Camera {
+    fn next_frame(&mut self, deadline: Instant) -> Result<Option<Frame>, SourceError> {
+        loop {
+            let now = Instant::now();
+            match &self.state {
+                State::Busy { since } => {
+                    let since = *since;
+                    match self.start() {
+                        Ok(()) => continue,
+                        Err(StartError::Failed(e)) => return Err(e),
+                        Err(StartError::Busy) => self.info.counters.busy += 1,
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(SourceError::Busy {
+                            device: self.info.device.display().to_string(),
+                            waited: since.elapsed(),
+                        });
+                    }
+                    std::thread::sleep(left.min(BUSY_RETRY));
+                }
+                State::Streaming { .. } => {
+                    if let Some(frame) = self.take(now)? {
+                        return Ok(Some(frame));
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    if let State::Streaming { stream, .. } = &self.state {
+                        let ready = stream
+                            .wait(left)
+                            .map_err(|e| capture_error(&self.info.device, e))?;
+                        if !ready {
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        let i = &self.info;
+        let rate = i.fps.map(|f| format!(" at {f:.0} fps")).unwrap_or_default();
+        let state = if i.streaming { "" } else { ", busy" };
+        format!(
+            "v4l2:{} ({}, {}, {} {}x{}{rate}{}{state})",
+            i.device.display(),
+            i.card,
+            i.driver,
+            i.format,
+            i.width,
+            i.height,
+            if i.infrared { ", infrared" } else { "" },
+        )
+    }
+
+    fn camera(&self) -> Option<&CameraInfo> {
+        Some(&self.info)
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        // Stop the stream first (dropping the MmapStream), then put the exposure back.
+        self.state = State::Busy {
+            since: Instant::now(),
+        };
+        for (id, value) in self.restore.drain(..).rev() {
+            let _ = self.device.set_control(Control {
+                id,
+                value: Value::Integer(value),
+            });
+        }
+    }
+}

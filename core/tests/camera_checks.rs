@@ -1,0 +1,454 @@
+//! The frame checks of `[camera]` through the real decision, on real faces (the johns chips):
+//! dark frames skipped and counted, an unchanging face refused, `require_ir` refusing a colour
+//! camera. A camera is stood in for by a source that reports itself as one (`camera()`), since
+//! these machines have none; the V4L2 path itself is tested under qemu (tests/vm/v4l2-capture).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use facekey_config::Config;
+use facekey_core::camera::{CameraInfo, Choice, Counters};
+use facekey_core::decision::{
+    authenticate_observed, decide, decide_observed, FrameReport, FrameVerdict,
+};
+use facekey_core::engine::Engine;
+use facekey_core::frame::{self, read_image, Frame, FrameSource, PixelFormat, SourceError};
+use facekey_core::store::{Enrolment, Store, UserName};
+use facekey_core::{authenticate, EngineCache, Outcome, Unavailable};
+use image::RgbImage;
+
+const PERSON: &str = "John_Simm";
+const OTHER: &str = "John_Salley";
+
+fn chips(person: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/faces/johns")
+        .join(person);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn rgb(path: &Path) -> RgbImage {
+    read_image(path).unwrap().to_rgb().unwrap()
+}
+
+fn base_config() -> Config {
+    let mut config = Config::default();
+    config.models.dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    config
+}
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::load(&base_config()).unwrap())
+}
+
+/// `PERSON` enrolled from the first three chips.
+fn enrolment() -> Enrolment {
+    let engine = engine();
+    let user = UserName::new("simm").unwrap();
+    let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+    for path in &chips(PERSON)[..3] {
+        let faces = engine.analyse(&rgb(path)).unwrap();
+        assert_eq!(faces.len(), 1, "{}", path.display());
+        enrolment.add_sample(PERSON, faces[0].embedding.0.clone());
+    }
+    enrolment
+}
+
+/// The same picture with every level scaled: 0.1 gives the near-black frame of an infrared
+/// camera between emitter flashes.
+fn dimmed(image: &RgbImage, factor: f32) -> RgbImage {
+    let mut out = image.clone();
+    for p in out.pixels_mut() {
+        for c in p.0.iter_mut() {
+            *c = (*c as f32 * factor).round() as u8;
+        }
+    }
+    out
+}
+
+/// The picture with deterministic noise of about `sigma` grey levels, as a sensor adds to
+/// every frame of a still scene.
+fn noisy(image: &RgbImage, sigma: f32, seed: u32) -> RgbImage {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut next = || {
+        // xorshift32, then the sum of four uniforms: close enough to a Gaussian here.
+        let mut sum = 0.0;
+        for _ in 0..4 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            sum += state as f32 / u32::MAX as f32 - 0.5;
+        }
+        // Four uniforms on [-0.5, 0.5] have variance 1/3.
+        sum * sigma * 3f32.sqrt()
+    };
+    let mut out = image.clone();
+    for p in out.pixels_mut() {
+        for c in p.0.iter_mut() {
+            *c = (*c as f32 + next()).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+/// Frames handed out in order; reports itself as a camera when `info` is set.
+struct Scripted {
+    frames: Vec<RgbImage>,
+    next: usize,
+    info: Option<CameraInfo>,
+}
+
+impl Scripted {
+    fn replay(frames: Vec<RgbImage>) -> Scripted {
+        Scripted {
+            frames,
+            next: 0,
+            info: None,
+        }
+    }
+
+    fn camera(frames: Vec<RgbImage>, infrared: bool) -> Scripted {
+        let format = if infrared {
+            PixelFormat::Grey
+        } else {
+            PixelFormat::Yuyv
+        };
+        let info = CameraInfo {
+            device: PathBuf::from("/dev/video-test"),
+            driver: "test".into(),
+            card: "scripted camera".into(),
+            bus: "test".into(),
+            infrared,
+            offers: vec![facekey_core::camera::FormatOffer {
+                fourcc: format.fourcc(),
+                description: format.name(),
+                sizes: vec![],
+            }],
+            asked: Choice {
+                format,
+                width: 150,
+                height: 150,
+                fps: Some(30),
+            },
+            format,
+            width: 150,
+            height: 150,
+            stride: 450,
+            image_size: 150 * 450,
+            fps: Some(30.0),
+            streaming: true,
+            notes: vec![],
+            counters: Counters::default(),
+        };
+        Scripted {
+            frames,
+            next: 0,
+            info: Some(info),
+        }
+    }
+}
+
+impl FrameSource for Scripted {
+    fn next_frame(&mut self, _deadline: Instant) -> Result<Option<Frame>, SourceError> {
+        let frame = self.frames.get(self.next).cloned();
+        self.next += 1;
+        Ok(frame.map(|image| Frame::from_rgb(image, format!("scripted frame {}", self.next))))
+    }
+
+    fn describe(&self) -> String {
+        "scripted".into()
+    }
+
+    fn camera(&self) -> Option<&CameraInfo> {
+        self.info.as_ref()
+    }
+}
+
+fn run(config: &Config, source: &mut dyn FrameSource) -> (Outcome, Vec<FrameVerdict>) {
+    let mut verdicts = Vec::new();
+    let outcome = decide_observed(
+        engine(),
+        &enrolment(),
+        config,
+        source,
+        Instant::now(),
+        Instant::now() + Duration::from_secs(30),
+        &mut |r: &FrameReport<'_>| verdicts.push(r.verdict),
+    );
+    (outcome, verdicts)
+}
+
+fn stats(outcome: &Outcome) -> facekey_core::Stats {
+    outcome
+        .stats()
+        .cloned()
+        .unwrap_or_else(|| panic!("{outcome}"))
+}
+
+#[test]
+fn dark_frame_is_skipped_and_counted_then_the_lit_frame_matches() {
+    let probe = rgb(&chips(PERSON)[5]);
+    let mut source = Scripted::replay(vec![dimmed(&probe, 0.1), probe]);
+    let (outcome, verdicts) = run(&base_config(), &mut source);
+    assert!(outcome.is_match(), "{outcome}");
+    assert_eq!(verdicts[0], FrameVerdict::Dark);
+    let s = stats(&outcome);
+    assert_eq!((s.frames, s.dark_frames, s.faces), (2, 1, 1));
+}
+
+#[test]
+fn only_dark_frames_give_no_face_and_say_how_many_were_dark() {
+    let probe = rgb(&chips(PERSON)[5]);
+    let mut source = Scripted::replay(vec![dimmed(&probe, 0.1); 3]);
+    let (outcome, _) = run(&base_config(), &mut source);
+    assert!(matches!(outcome, Outcome::NoFace { .. }), "{outcome}");
+    assert_eq!(stats(&outcome).dark_frames, 3);
+    assert!(
+        outcome.to_string().contains("3 dark frame(s) skipped"),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn dark_threshold_of_100_analyses_dark_frames() {
+    let probe = rgb(&chips(PERSON)[5]);
+    let mut config = base_config();
+    config.camera.dark_threshold = 100.0;
+    let mut source = Scripted::replay(vec![dimmed(&probe, 0.1)]);
+    let (outcome, verdicts) = run(&config, &mut source);
+    assert_eq!(stats(&outcome).dark_frames, 0, "{outcome}");
+    assert_ne!(verdicts[0], FrameVerdict::Dark);
+}
+
+#[test]
+fn a_dim_but_not_dark_face_is_analysed_and_matches() {
+    // Half brightness: most pixels stay above level 31, so the frame is not dark.
+    let probe = rgb(&chips(PERSON)[5]);
+    let mut source = Scripted::replay(vec![dimmed(&probe, 0.5)]);
+    let (outcome, _) = run(&base_config(), &mut source);
+    assert!(outcome.is_match(), "{outcome}");
+    assert_eq!(stats(&outcome).dark_frames, 0);
+}
+
+#[test]
+fn identical_frame_repeated_is_refused_by_the_face_change_check() {
+    let probe = rgb(&chips(PERSON)[5]);
+    let mut config = base_config();
+    config.matching.required_matches = 2;
+    let mut source = Scripted::replay(vec![probe.clone(); 4]);
+    let (outcome, verdicts) = run(&config, &mut source);
+    assert!(matches!(outcome, Outcome::NoMatch { .. }), "{outcome}");
+    assert_eq!(
+        verdicts,
+        [
+            FrameVerdict::Match { streak: 1 },
+            FrameVerdict::Still,
+            FrameVerdict::Still,
+            FrameVerdict::Still
+        ]
+    );
+    assert_eq!(stats(&outcome).still_frames, 3);
+    assert!(
+        outcome.to_string().contains("refused as unchanged"),
+        "{outcome}"
+    );
+    // With the check off the same frames match.
+    config.camera.min_face_change = 0.0;
+    let mut source = Scripted::replay(vec![probe; 2]);
+    let (outcome, _) = run(&config, &mut source);
+    assert!(outcome.is_match(), "{outcome}");
+}
+
+#[test]
+fn two_different_photos_of_the_person_satisfy_two_required_matches() {
+    let files = chips(PERSON);
+    let mut config = base_config();
+    config.matching.required_matches = 2;
+    let mut source = Scripted::replay(vec![rgb(&files[5]), rgb(&files[6])]);
+    let (outcome, verdicts) = run(&config, &mut source);
+    assert!(outcome.is_match(), "{outcome}");
+    assert_eq!(verdicts[1], FrameVerdict::Match { streak: 2 });
+}
+
+#[test]
+fn on_a_camera_a_frozen_face_never_matches() {
+    let probe = rgb(&chips(PERSON)[5]);
+    let mut source = Scripted::camera(vec![probe; 6], true);
+    let (outcome, verdicts) = run(&base_config(), &mut source);
+    assert!(matches!(outcome, Outcome::NoMatch { .. }), "{outcome}");
+    assert_eq!(verdicts[0], FrameVerdict::Reference);
+    assert!(verdicts[1..].iter().all(|v| *v == FrameVerdict::Still));
+    assert_eq!(stats(&outcome).still_frames, 5);
+}
+
+#[test]
+fn on_a_camera_sensor_noise_is_enough_change_and_the_second_frame_matches() {
+    let probe = rgb(&chips(PERSON)[5]);
+    // Noise of one grey level, as a good sensor in good light gives.
+    let frames = vec![noisy(&probe, 1.0, 1), noisy(&probe, 1.0, 2)];
+    let mut changes = Vec::new();
+    let mut source = Scripted::camera(frames, true);
+    let outcome = decide_observed(
+        engine(),
+        &enrolment(),
+        &base_config(),
+        &mut source,
+        Instant::now(),
+        Instant::now() + Duration::from_secs(30),
+        &mut |r: &FrameReport<'_>| changes.push(r.motion),
+    );
+    assert!(outcome.is_match(), "{outcome}");
+    let s = stats(&outcome);
+    assert_eq!((s.frames, s.still_frames), (2, 0));
+    println!(
+        "face change between two noisy frames (sigma 1): {:?}",
+        changes[1]
+    );
+}
+
+#[test]
+fn face_change_between_real_frames_is_far_above_the_default_and_identical_is_zero() {
+    use facekey_core::liveness::{change, face_crop};
+    let engine = engine();
+    let files = chips(PERSON);
+    let crop = |image: &RgbImage| {
+        let faces = engine.analyse(image).unwrap();
+        face_crop(image, &faces[0].face).unwrap()
+    };
+    let a = rgb(&files[5]);
+    let default = Config::default().camera.min_face_change;
+    let same = change(&crop(&a), &crop(&a));
+    let other_photo = change(&crop(&a), &crop(&rgb(&files[6])));
+    let noise_half = change(&crop(&noisy(&a, 0.5, 3)), &crop(&noisy(&a, 0.5, 4)));
+    let noise_one = change(&crop(&noisy(&a, 1.0, 5)), &crop(&noisy(&a, 1.0, 6)));
+    println!(
+        "face change: identical {same:.3}, noise sigma 0.5 {noise_half:.3}, sigma 1 {noise_one:.3}, \
+         another photo {other_photo:.3}; default minimum {default}"
+    );
+    assert_eq!(same, 0.0);
+    assert!(noise_half > default, "{noise_half}");
+    assert!(noise_one > default, "{noise_one}");
+    assert!(other_photo > 5.0, "{other_photo}");
+}
+
+#[test]
+fn a_replay_is_checked_from_its_second_frame_so_one_photo_still_tests() {
+    // The verification and CLI tests rely on this: one file, one frame, a match.
+    let probe = rgb(&chips(PERSON)[5]);
+    let mut source = Scripted::replay(vec![probe]);
+    let (outcome, verdicts) = run(&base_config(), &mut source);
+    assert!(outcome.is_match(), "{outcome}");
+    assert_eq!(verdicts, [FrameVerdict::Match { streak: 1 }]);
+}
+
+#[test]
+fn another_person_never_matches_however_the_frames_change() {
+    let files = chips(OTHER);
+    let mut source = Scripted::camera(files.iter().map(|f| rgb(f)).collect(), true);
+    let (outcome, verdicts) = run(&base_config(), &mut source);
+    assert!(matches!(outcome, Outcome::NoMatch { .. }), "{outcome}");
+    assert!(verdicts.iter().all(|v| *v == FrameVerdict::NoMatch));
+}
+
+/// `authenticate` with a stored enrolment and `source` as the camera.
+fn authenticate_with(config: &Config, source: Scripted) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config.clone();
+    config.storage.faces_dir = dir.path().join("faces");
+    Store::new(&config.storage.faces_dir)
+        .save(&enrolment())
+        .unwrap();
+    let mut source = Some(source);
+    authenticate(
+        "simm",
+        &config,
+        &EngineCache::new(),
+        &mut || {
+            source
+                .take()
+                .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                .ok_or(SourceError::Unsupported("opened twice".into()))
+        },
+        Instant::now() + Duration::from_secs(30),
+    )
+}
+
+fn two_live_frames() -> Vec<RgbImage> {
+    let files = chips(PERSON);
+    vec![rgb(&files[5]), rgb(&files[6])]
+}
+
+#[test]
+fn require_ir_refuses_a_colour_camera_as_unavailable_with_the_reason() {
+    let outcome = authenticate_with(&base_config(), Scripted::camera(two_live_frames(), false));
+    let Outcome::Unavailable(Unavailable::Source(SourceError::NotInfrared { device, offered })) =
+        &outcome
+    else {
+        panic!("{outcome}");
+    };
+    assert_eq!(
+        (device.as_str(), offered.as_str()),
+        ("/dev/video-test", "YUYV")
+    );
+    let text = outcome.to_string();
+    assert!(text.contains("not an infrared camera"), "{text}");
+    assert!(text.contains("require_ir"), "{text}");
+}
+
+#[test]
+fn require_ir_accepts_an_infrared_camera_and_off_accepts_a_colour_one() {
+    let outcome = authenticate_with(&base_config(), Scripted::camera(two_live_frames(), true));
+    assert!(outcome.is_match(), "{outcome}");
+    let mut config = base_config();
+    config.camera.require_ir = false;
+    let outcome = authenticate_with(&config, Scripted::camera(two_live_frames(), false));
+    assert!(outcome.is_match(), "{outcome}");
+}
+
+#[test]
+fn require_ir_does_not_apply_to_replays_of_files() {
+    let spec = format!("file:{}", chips(PERSON)[5].display());
+    let source = frame::open_source(&spec).unwrap();
+    assert!(source.camera().is_none());
+    assert!(base_config().camera.require_ir);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config();
+    config.storage.faces_dir = dir.path().join("faces");
+    Store::new(&config.storage.faces_dir)
+        .save(&enrolment())
+        .unwrap();
+    let mut lines = 0;
+    let outcome = authenticate_observed(
+        "simm",
+        &config,
+        &EngineCache::new(),
+        &mut || frame::open_source(&spec),
+        Instant::now() + Duration::from_secs(30),
+        &mut |_| lines += 1,
+    );
+    assert!(outcome.is_match(), "{outcome}");
+    assert_eq!(lines, 1);
+}
+
+#[test]
+fn first_frame_time_is_recorded() {
+    let probe = rgb(&chips(PERSON)[5]);
+    let mut source = Scripted::replay(vec![probe]);
+    let outcome = decide(
+        engine(),
+        &enrolment(),
+        &base_config(),
+        &mut source,
+        Instant::now(),
+        Instant::now() + Duration::from_secs(30),
+    );
+    let s = stats(&outcome);
+    assert!(s.first_frame.is_some_and(|t| t <= s.elapsed), "{s:?}");
+}
