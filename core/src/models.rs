@@ -412,23 +412,21 @@ fn dequantise(
         let inner: usize = dims[axis as usize + 1..].iter().product();
         (inner, scales.len())
     };
-    let out: Vec<f32> = values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let c = if channels == 1 {
-                0
-            } else {
-                (i / outer_stride) % channels
-            };
-            ((v - zeros[c]) * scales[c]) as f32
-        })
-        .collect();
+    // One channel block at a time (no division per element), written straight into a buffer of
+    // the final size; the arithmetic is the same, so the weights are bit-identical.
+    let mut raw_data = Vec::with_capacity(values.len() * 4);
+    for (block, chunk) in values.chunks(outer_stride.max(1)).enumerate() {
+        let c = block % channels;
+        let (zero, scale) = (zeros[c], scales[c]);
+        for &v in chunk {
+            raw_data.extend_from_slice(&(((v - zero) * scale) as f32).to_le_bytes());
+        }
+    }
     Ok(TensorProto {
         name: node.output[0].clone(),
         dims: x.dims.clone(),
         data_type: ONNX_FLOAT,
-        raw_data: out.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        raw_data,
         ..Default::default()
     })
 }
