@@ -1,8 +1,14 @@
 //! The built PAM module.
 //!
 //! `cargo test --workspace` does not produce the cdylib `libpam_facekey.so` by itself (it builds the crate's
-//! unit-test harness), so the first test that needs it runs `cargo build -p pam_facekey` with the profile the
-//! tests were built with, into the same target folder. Cargo's build lock is free while tests run.
+//! unit-test harness), so the first test that needs it runs cargo again, with the profile the tests were built
+//! with, into the same target folder (cargo's build lock is free while tests run).
+//!
+//! The command is `cargo build --workspace --lib --tests`, not `cargo build -p pam_facekey`: cargo unifies the
+//! features of shared dependencies over the packages and targets selected, and only the same selection as
+//! `cargo test --workspace` (every member, dev-dependencies active) reuses its compiled dependencies. Built with
+//! `-p pam_facekey` alone, tract would be compiled a second time on a clean machine. Right after
+//! `cargo test --workspace` everything but the cdylib is fresh, so this only links the module.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,7 +66,7 @@ fn build() -> PathBuf {
         .expect("run cargo build for pam_facekey");
     assert!(
         output.status.success(),
-        "cargo build -p pam_facekey failed:\n{}",
+        "cargo build --workspace --lib --tests (for libpam_facekey.so) failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let so = profile_dir.join("libpam_facekey.so");
