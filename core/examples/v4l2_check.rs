@@ -1,0 +1,401 @@
+//! facekey's capture path against a real V4L2 driver: the vivid virtual camera, inside the qemu
+//! guest that tests/vm/v4l2-capture boots. Prints one `CHECK ok|FAIL name: detail` line per
+//! check, `MEASURE name: value` lines, and `RESULT: N checks, M failed`; exits 0 only when every
+//! check passed.
+//!
+//! What it checks, on the node given (default /dev/video0):
+//! - `facekey devices`' listing sees the node, driver vivid, not infrared;
+//! - YUYV, UYVY, NV12, GREY, Y10, Y16, RGB24 and BGR24 at 640x480: the format and size the
+//!   driver set, the bytes it filled against bytesperline x height, and the decoded pixels of
+//!   vivid's default test pattern (75% colour bars: white, yellow, cyan, green, magenta, red,
+//!   blue, black) at the middle row;
+//! - MJPG, which vivid does not offer, is reported as "not offered";
+//! - a second open of a streaming node waits (EBUSY) and gives up at its deadline with the busy
+//!   reason, and gets frames once the first one is released;
+//! - frames handed over are fresh even after the caller was away (no stale buffers), timestamps
+//!   rise, a deadline already passed returns at once, rotation turns the picture;
+//! - require_ir refuses vivid (a colour camera) with the reason.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use facekey_core::camera::{devices, Camera, Settings, STALE_AFTER};
+use facekey_core::frame::{FrameSource, PixelFormat, Rotation, SourceError};
+use facekey_core::liveness;
+use image::RgbImage;
+
+/// vivid's 75% colour bars, left to right, in R'G'B' (v4l2-tpg-core.c: tpg_colors and the
+/// "Standard ITU-R 75% color bar sequence"; white is TPG_COLOR_CSC_WHITE, black 100% black).
+const BARS: [(&str, [u8; 3]); 8] = [
+    ("white", [191, 191, 191]),
+    ("yellow", [191, 191, 0]),
+    ("cyan", [0, 191, 191]),
+    ("green", [0, 191, 0]),
+    ("magenta", [191, 0, 191]),
+    ("red", [191, 0, 0]),
+    ("blue", [0, 0, 191]),
+    ("black", [0, 0, 0]),
+];
+
+/// Largest difference per channel accepted between a decoded bar centre and its nominal value.
+/// Limited-range quantisation and integer conversion on both sides cost a few levels.
+const TOLERANCE: u8 = 8;
+
+struct Checks {
+    run: u32,
+    failed: u32,
+}
+
+impl Checks {
+    fn check(&mut self, name: &str, ok: bool, detail: impl AsRef<str>) -> bool {
+        self.run += 1;
+        if !ok {
+            self.failed += 1;
+        }
+        println!(
+            "CHECK {} {name}: {}",
+            if ok { "ok" } else { "FAIL" },
+            detail.as_ref()
+        );
+        ok
+    }
+}
+
+fn settings(format: PixelFormat) -> Settings {
+    Settings {
+        size: Some((640, 480)),
+        fps: Some(30),
+        format: Some(format),
+        ..Settings::default()
+    }
+}
+
+/// Luma of an R'G'B' colour as vivid's grey formats hold it: full range with the Rec. 709 weights
+/// (v4l2-tpg-core.c, precalculate_color: "Rec. 709 Luma function").
+fn grey_level(rgb: [u8; 3]) -> u8 {
+    let y = 0.2126 * rgb[0] as f32 + 0.7152 * rgb[1] as f32 + 0.0722 * rgb[2] as f32;
+    y.round() as u8
+}
+
+fn bar_centres(image: &RgbImage) -> Vec<[u8; 3]> {
+    let (w, h) = image.dimensions();
+    (0..8)
+        .map(|i| image.get_pixel((2 * i + 1) * w / 16, h / 2).0)
+        .collect()
+}
+
+fn check_format(checks: &mut Checks, device: &Path, format: PixelFormat) {
+    let name = format.name();
+    let started = Instant::now();
+    let mut camera = match Camera::open(device, &settings(format)) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.check(&format!("{name} open"), false, e.to_string());
+            return;
+        }
+    };
+    let opened = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = camera.next_frame(deadline);
+    let first_frame = started.elapsed();
+    let frame = match first {
+        Ok(Some(f)) => f,
+        other => {
+            checks.check(&format!("{name} first frame"), false, format!("{other:?}"));
+            return;
+        }
+    };
+    let info = camera.info().clone();
+    println!(
+        "MEASURE {name} open (format set, buffers mapped, stream on): {} ms",
+        opened.as_millis()
+    );
+    println!(
+        "MEASURE {name} time to first frame: {} ms (stream started at {} ms)",
+        first_frame.as_millis(),
+        info.counters.stream_started.map_or(0, |d| d.as_millis())
+    );
+    checks.check(
+        &format!("{name} format"),
+        info.format == format && (info.width, info.height) == (640, 480),
+        format!(
+            "driver set {} {}x{} (asked {name} 640x480), bytesperline {}, sizeimage {}, {:?} fps",
+            info.format, info.width, info.height, info.stride, info.image_size, info.fps
+        ),
+    );
+    let needed = format
+        .needed_len(info.width, info.height, info.stride)
+        .unwrap_or(0);
+    checks.check(
+        &format!("{name} bytes"),
+        frame.data.len() >= needed,
+        format!(
+            "bytesused {} for {} rows of {} bytes (at least {needed} needed)",
+            frame.data.len(),
+            info.height,
+            info.stride
+        ),
+    );
+    let image = match frame.to_rgb() {
+        Ok(i) => i,
+        Err(e) => {
+            checks.check(&format!("{name} decode"), false, e.to_string());
+            return;
+        }
+    };
+    checks.check(
+        &format!("{name} decoded size"),
+        image.dimensions() == (640, 480),
+        format!("{:?}", image.dimensions()),
+    );
+    let got = bar_centres(&image);
+    let mut detail = Vec::new();
+    let mut all = true;
+    for ((bar, nominal), rgb) in BARS.iter().zip(&got) {
+        let (ok, want) = if format.is_luma_only() {
+            let want = grey_level(*nominal);
+            (rgb[0].abs_diff(want) <= TOLERANCE, vec![want])
+        } else {
+            let ok = rgb
+                .iter()
+                .zip(nominal)
+                .all(|(a, b)| a.abs_diff(*b) <= TOLERANCE);
+            (ok, nominal.to_vec())
+        };
+        all &= ok;
+        let shown: Vec<u8> = if format.is_luma_only() {
+            vec![rgb[0]]
+        } else {
+            rgb.to_vec()
+        };
+        detail.push(format!("{bar} {shown:?}~{want:?}"));
+    }
+    checks.check(&format!("{name} colour bars"), all, detail.join(", "));
+
+    // More frames: timestamps rise, rate.
+    let first_stamp = frame.timestamp;
+    let mut last = frame.timestamp;
+    let mut rising = true;
+    let mut count = 0;
+    while count < 10 {
+        match camera.next_frame(Instant::now() + Duration::from_secs(5)) {
+            Ok(Some(f)) => {
+                rising &= f.timestamp > last;
+                last = f.timestamp;
+                count += 1;
+            }
+            other => {
+                checks.check(&format!("{name} stream"), false, format!("{other:?}"));
+                return;
+            }
+        }
+    }
+    let span = last.saturating_duration_since(first_stamp).as_secs_f64();
+    let rate = count as f64 / span.max(1e-6);
+    println!(
+        "MEASURE {name} capture rate: {rate:.1} frames/s (capture timestamps of {} frames)",
+        count + 1
+    );
+    checks.check(
+        &format!("{name} timestamps"),
+        rising,
+        "every frame newer than the one before",
+    );
+}
+
+fn main() {
+    let device = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "/dev/video0".into()),
+    );
+    let mut checks = Checks { run: 0, failed: 0 };
+
+    // The listing `facekey devices` prints.
+    let listed = devices::list();
+    for entry in &listed {
+        match &entry.details {
+            Ok(d) => println!(
+                "DEVICE {}: {} ({}), {} format(s), infrared {}",
+                entry.node.display(),
+                d.card,
+                d.driver,
+                d.offers.len(),
+                d.infrared
+            ),
+            Err(e) => println!("DEVICE {}: {e}", entry.node.display()),
+        }
+    }
+    let ours = listed.iter().find(|e| e.node == device);
+    let ok = ours.is_some_and(|e| {
+        e.details
+            .as_ref()
+            .is_ok_and(|d| d.driver == "vivid" && !d.infrared && !d.offers.is_empty())
+    });
+    checks.check(
+        "devices listing",
+        ok,
+        format!(
+            "{} node(s); {} listed as vivid, not infrared",
+            listed.len(),
+            device.display()
+        ),
+    );
+
+    for format in [
+        PixelFormat::Yuyv,
+        PixelFormat::Uyvy,
+        PixelFormat::Nv12,
+        PixelFormat::Grey,
+        PixelFormat::Y10,
+        PixelFormat::Y16,
+        PixelFormat::Rgb24,
+        PixelFormat::Bgr24,
+    ] {
+        check_format(&mut checks, &device, format);
+    }
+
+    // MJPG: vivid has none.
+    let forced = Settings {
+        force_mjpeg: true,
+        ..settings(PixelFormat::Yuyv)
+    };
+    let forced = Settings {
+        format: None,
+        ..forced
+    };
+    match Camera::open(&device, &forced) {
+        Err(e @ SourceError::NotOffered { .. }) => {
+            checks.check("MJPG not offered", true, e.to_string());
+        }
+        Err(e) => {
+            checks.check("MJPG not offered", false, format!("other error: {e}"));
+        }
+        Ok(c) => {
+            checks.check(
+                "MJPG not offered",
+                false,
+                format!("opened as {}", c.describe()),
+            );
+        }
+    }
+
+    // Busy: a second open while the first streams.
+    match Camera::open(&device, &settings(PixelFormat::Yuyv)) {
+        Ok(mut holder) => {
+            let _ = holder.next_frame(Instant::now() + Duration::from_secs(5));
+            match Camera::open(&device, &settings(PixelFormat::Yuyv)) {
+                Ok(mut second) => {
+                    let waiting = !second.info().streaming;
+                    let start = Instant::now();
+                    let result = second.next_frame(start + Duration::from_millis(400));
+                    let waited = start.elapsed();
+                    let ok = waiting
+                        && matches!(result, Err(SourceError::Busy { .. }))
+                        && waited >= Duration::from_millis(400)
+                        && waited < Duration::from_millis(900);
+                    let detail = match &result {
+                        Err(e) => format!("{e} (returned after {} ms)", waited.as_millis()),
+                        Ok(f) => format!("got {:?} instead", f.as_ref().map(|f| f.data.len())),
+                    };
+                    checks.check("busy until the deadline", ok, detail);
+                    // Release the first camera from another thread while the second waits.
+                    let releaser = std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(300));
+                        drop(holder);
+                    });
+                    let start = Instant::now();
+                    let result = second.next_frame(start + Duration::from_secs(5));
+                    let _ = releaser.join();
+                    checks.check(
+                        "busy camera retried until released",
+                        matches!(result, Ok(Some(_))),
+                        format!(
+                            "frame after {} ms, {} busy attempt(s)",
+                            start.elapsed().as_millis(),
+                            second.info().counters.busy
+                        ),
+                    );
+                }
+                Err(e) => {
+                    checks.check("busy until the deadline", false, e.to_string());
+                }
+            }
+        }
+        Err(e) => {
+            checks.check("busy until the deadline", false, e.to_string());
+        }
+    }
+
+    // Freshness, a passed deadline, rotation, require_ir.
+    match Camera::open(
+        &device,
+        &Settings {
+            rotation: Rotation::Cw90,
+            ..settings(PixelFormat::Yuyv)
+        },
+    ) {
+        Ok(mut camera) => {
+            let start = Instant::now();
+            let none = camera.next_frame(start);
+            checks.check(
+                "passed deadline returns at once",
+                matches!(none, Ok(None)) && start.elapsed() < Duration::from_millis(50),
+                format!("{none:?} after {} us", start.elapsed().as_micros()),
+            );
+            // Be away long enough for every buffer to fill, as while models load.
+            std::thread::sleep(Duration::from_millis(600));
+            match camera.next_frame(Instant::now() + Duration::from_secs(5)) {
+                Ok(Some(frame)) => {
+                    let age = frame.timestamp.elapsed();
+                    let c = &camera.info().counters;
+                    checks.check(
+                        "fresh frame after a pause",
+                        age < STALE_AFTER,
+                        format!(
+                            "age {} ms; {} superseded, {} stale dropped",
+                            age.as_millis(),
+                            c.superseded,
+                            c.stale
+                        ),
+                    );
+                    match frame.to_rgb() {
+                        Ok(image) => {
+                            // Rotated clockwise: the bars run top to bottom, white on top.
+                            let top = image.get_pixel(image.width() / 2, image.height() / 16).0;
+                            let bottom = image
+                                .get_pixel(image.width() / 2, image.height() * 15 / 16)
+                                .0;
+                            checks.check(
+                                "rotation 90",
+                                image.dimensions() == (480, 640)
+                                    && top.iter().all(|c| c.abs_diff(191) <= TOLERANCE)
+                                    && bottom.iter().all(|c| *c <= TOLERANCE),
+                                format!("{:?}, top {top:?}, bottom {bottom:?}", image.dimensions()),
+                            );
+                        }
+                        Err(e) => {
+                            checks.check("rotation 90", false, e.to_string());
+                        }
+                    }
+                }
+                other => {
+                    checks.check("fresh frame after a pause", false, format!("{other:?}"));
+                }
+            }
+            let config = facekey_config::Camera::default();
+            let refused = liveness::check_infrared(&config, &camera);
+            checks.check(
+                "require_ir refuses vivid",
+                matches!(refused, Err(SourceError::NotInfrared { .. })),
+                refused.map_or_else(|e| e.to_string(), |_| "accepted".into()),
+            );
+        }
+        Err(e) => {
+            checks.check("fresh frame after a pause", false, e.to_string());
+        }
+    }
+
+    println!("RESULT: {} checks, {} failed", checks.run, checks.failed);
+    std::process::exit(if checks.failed == 0 { 0 } else { 1 });
+}
