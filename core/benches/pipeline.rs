@@ -185,18 +185,14 @@ fn decode_resize<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     });
     g.bench_function("resize_640x480_to_427x320", |b| {
         b.iter(|| {
-            image::imageops::resize(
-                black_box(&image),
-                lb.scaled_w,
-                lb.scaled_h,
-                FilterType::Triangle,
-            )
+            facekey_core::detect::downscale(black_box(&image), lb.scaled_w, lb.scaled_h)
+                .expect("downscale")
         })
     });
     g.bench_function("decode_and_resize", |b| {
         b.iter(|| {
             let image = decode_frame(black_box(&jpeg));
-            image::imageops::resize(&image, lb.scaled_w, lb.scaled_h, FilterType::Triangle)
+            facekey_core::detect::downscale(&image, lb.scaled_w, lb.scaled_h).expect("downscale")
         })
     });
     g.finish();

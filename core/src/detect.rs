@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use facekey_config::Config;
-use image::imageops::FilterType;
 use image::RgbImage;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
@@ -277,22 +276,49 @@ impl Detector {
 /// The frame, scaled and placed on the canvas, as YuNet's input: [1, 3, H, W], BGR, 0..255.
 fn canvas_tensor(image: &RgbImage, lb: &Letterbox) -> Result<Tensor, DetectError> {
     let scaled;
-    let src = if (lb.scaled_w, lb.scaled_h) != image.dimensions() {
-        scaled = image::imageops::resize(image, lb.scaled_w, lb.scaled_h, FilterType::Triangle);
-        &scaled
+    let (src_w, src): (usize, &[u8]) = if (lb.scaled_w, lb.scaled_h) != image.dimensions() {
+        scaled = downscale(image, lb.scaled_w, lb.scaled_h)?;
+        (lb.scaled_w as usize, scaled.buffer())
     } else {
-        image
+        (image.width() as usize, image.as_raw())
     };
     let (cw, ch) = (lb.canvas_w as usize, lb.canvas_h as usize);
     let plane = cw * ch;
     let mut data = vec![0f32; 3 * plane];
-    for (x, y, p) in src.enumerate_pixels() {
-        let idx = (y + lb.offset_y) as usize * cw + (x + lb.offset_x) as usize;
-        data[idx] = p.0[2] as f32;
-        data[plane + idx] = p.0[1] as f32;
-        data[2 * plane + idx] = p.0[0] as f32;
+    for (y, row) in src.chunks_exact(src_w * 3).enumerate() {
+        let base = (y + lb.offset_y as usize) * cw + lb.offset_x as usize;
+        for (x, p) in row.chunks_exact(3).enumerate() {
+            let idx = base + x;
+            data[idx] = p[2] as f32;
+            data[plane + idx] = p[1] as f32;
+            data[2 * plane + idx] = p[0] as f32;
+        }
     }
     Tensor::from_shape(&[1, 3, ch, cw], &data).map_err(|e| DetectError(format!("{e:#}")))
+}
+
+/// Bilinear (tent) downscale with fast_image_resize: SIMD, about four times faster than the image
+/// crate's resize on a 640x480 frame.
+pub fn downscale(
+    image: &RgbImage,
+    width: u32,
+    height: u32,
+) -> Result<fast_image_resize::images::Image<'static>, DetectError> {
+    use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let err = |e: &dyn std::fmt::Display| DetectError(format!("resize: {e}"));
+    let src = images::ImageRef::new(
+        image.width(),
+        image.height(),
+        image.as_raw(),
+        PixelType::U8x3,
+    )
+    .map_err(|e| err(&e))?;
+    let mut dst = images::Image::new(width, height, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| err(&e))?;
+    Ok(dst)
 }
 
 /// Greedy non-maximum suppression, best score first.
