@@ -19,7 +19,7 @@ use facekey_core::engine::Engine;
 use facekey_core::frame::{self, FrameSource};
 use facekey_core::settings::{self, IfMissing};
 use facekey_core::store::{Enrolment, Store, UserName};
-use facekey_core::{authenticate, EngineCache, Outcome};
+use facekey_core::{decision, EngineCache, Outcome};
 
 /// Face unlock for Linux: enrol faces and test the decision the PAM module takes.
 #[derive(Parser, Debug)]
@@ -371,18 +371,22 @@ fn clear(config: &Config, user: &UserArg, yes: bool) -> CliResult<()> {
 
 fn auth(config_path: Option<&Path>, user: &UserArg, source: Option<&str>) -> CliResult<ExitCode> {
     // Configuration and user problems are "unavailable" (exit 2), as they are for the PAM module.
-    let config = load_config(config_path)?;
+    let mut config = load_config(config_path)?;
     let user = resolve_user(user)?;
-    let spec = source
-        .map(str::to_owned)
-        .unwrap_or_else(|| config.camera.source.clone());
-    let deadline = facekey_core::decision::deadline_from(&config);
-    let outcome = authenticate(
+    if let Some(spec) = source {
+        config.camera.source = spec.to_owned();
+    }
+    // The same deadline-bounded decision the PAM module runs (without its PAM-only policy: service,
+    // remote session, rate limit). The engine cache lives as long as this one-shot process.
+    let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
+    let spec = config.camera.source.clone();
+    let outcome = decision::authenticate_before(
         user.as_str(),
         &config,
-        &EngineCache::new(),
-        &mut || frame::open_source(&spec),
-        deadline,
+        engines,
+        Box::new(move || frame::open_source(&spec)),
+        decision::deadline_from(&config),
+        decision::DEADLINE_GRACE,
     );
     println!("{outcome}");
     Ok(match outcome {
