@@ -5,6 +5,7 @@
 //! (more with `-v`), never a panic.
 #![forbid(unsafe_code)]
 
+mod camera_cmds;
 mod demo;
 mod users;
 
@@ -72,6 +73,16 @@ enum Command {
     },
     /// Enrol a sample person from built-in images and authenticate two others (no camera, no root).
     Demo,
+    /// List the cameras: formats, sizes, which look infrared, which is configured.
+    Devices {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the decision on the camera, printing a line per frame (exit codes as for auth).
+    Test(camera_cmds::TestArgs),
+    /// Save one frame from the camera as a PNG.
+    Snapshot(camera_cmds::SnapshotArgs),
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +164,9 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Clear { user, yes } => clear(&config()?, user, *yes).map(|_| ExitCode::SUCCESS),
         Command::Auth { user, source } => auth(cli.config.as_deref(), user, source.as_deref()),
         Command::Demo => demo::run(cli.config.as_deref()).map(|_| ExitCode::SUCCESS),
+        Command::Devices { json } => camera_cmds::devices(&config()?, *json),
+        Command::Test(args) => camera_cmds::test(cli.config.as_deref(), args),
+        Command::Snapshot(args) => camera_cmds::snapshot(cli.config.as_deref(), args),
     }
 }
 
@@ -169,9 +183,15 @@ fn resolve_user(arg: &UserArg) -> CliResult<UserName> {
     UserName::new(&name).map_err(|e| Failure::from_error("user", &e))
 }
 
+/// The source to enrol from, with the `[camera]` settings; a camera `require_ir` refuses is refused
+/// here too, rather than enrolling faces the decision will never use.
 fn open_source(config: &Config, spec: Option<&str>) -> CliResult<Box<dyn FrameSource>> {
     let spec = spec.unwrap_or(&config.camera.source);
-    frame::open_source(spec).map_err(|e| Failure::from_error("frame source", &e))
+    let source = frame::open_source_with(spec, &config.camera)
+        .map_err(|e| Failure::from_error("frame source", &e))?;
+    facekey_core::liveness::check_infrared(&config.camera, source.as_ref())
+        .map_err(|e| Failure::from_error("frame source", &e))?;
+    Ok(source)
 }
 
 fn add(config: &Config, args: &AddArgs) -> CliResult<()> {

@@ -1,0 +1,568 @@
+//! `facekey devices`, `facekey test` and `facekey snapshot`: seeing what the camera sees.
+//!
+//! `test` runs the very decision the PAM module runs (`decision::authenticate_observed`) and only
+//! prints what the decision reports for each frame; for a user with no enrolment it shows the
+//! frames (brightness, faces) without deciding. `snapshot` saves one frame. Pictures of faces are
+//! written readable by their owner only.
+
+use std::fs::OpenOptions;
+use std::io::BufWriter;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use facekey_config::Config;
+use facekey_core::camera::devices::{self, DeviceEntry};
+use facekey_core::decision::{
+    authenticate_observed, deadline_from, decide_observed, FrameReport, FrameVerdict,
+};
+use facekey_core::engine::AnalysedFace;
+use facekey_core::frame::{self, FrameSource, SourceError};
+use facekey_core::liveness::{self, Motion};
+use facekey_core::store::{Enrolment, Store};
+use facekey_core::{EngineCache, Outcome};
+use image::{ImageEncoder, Rgb, RgbImage};
+
+use crate::{load_config, resolve_user, CliResult, Failure, UserArg};
+
+#[derive(Args, Debug)]
+pub(crate) struct TestArgs {
+    #[command(flatten)]
+    pub(crate) user: UserArg,
+    /// Frame source instead of the configured one (v4l2:DEVICE, file:PATH[,PATH...], dir:PATH).
+    #[arg(long, value_name = "SRC")]
+    pub(crate) source: Option<String>,
+    /// Also write the last frame that held a face as a PNG, with boxes, landmarks and distances.
+    #[arg(long, value_name = "FILE.png")]
+    pub(crate) snapshot: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SnapshotArgs {
+    /// Frame source instead of the configured one.
+    #[arg(long, value_name = "SRC")]
+    pub(crate) source: Option<String>,
+    /// Where to write the PNG.
+    #[arg(short = 'o', long = "output", value_name = "FILE.png")]
+    pub(crate) output: PathBuf,
+}
+
+/// `facekey devices`: every /dev/videoN, what it offers, which look infrared, which is configured.
+pub(crate) fn devices(config: &Config, json: bool) -> CliResult<ExitCode> {
+    let entries = devices::list();
+    let configured = config
+        .camera
+        .source
+        .strip_prefix("v4l2:")
+        .map(PathBuf::from);
+    let is_default = |e: &DeviceEntry| {
+        configured
+            .as_deref()
+            .is_some_and(|c| devices::same_node(c, &e.node))
+    };
+    if json {
+        let items: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| device_json(e, is_default(e)))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"configured_source": config.camera.source, "devices": items})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        println!("No camera: this machine has no /dev/video* node.");
+    }
+    for entry in &entries {
+        print!("{}", device_text(entry, is_default(entry)));
+    }
+    println!(
+        "Configured source: {} (camera.source)",
+        config.camera.source
+    );
+    let infrared: Vec<String> = entries
+        .iter()
+        .filter(|e| e.details.as_ref().is_ok_and(|d| d.infrared))
+        .map(|e| e.node.display().to_string())
+        .collect();
+    if infrared.is_empty() {
+        println!("No node looks infrared (infrared nodes offer only grey formats).");
+    } else {
+        println!("Infrared-looking: {}", infrared.join(", "));
+    }
+    let default_is_colour = entries
+        .iter()
+        .find(|e| is_default(e))
+        .and_then(|e| e.details.as_ref().ok())
+        .is_some_and(|d| !d.infrared);
+    if default_is_colour && config.camera.require_ir {
+        println!(
+            "Note: camera.require_ir is true and the configured camera is not infrared: it will be \
+             refused. Point camera.source at an infrared node, or set require_ir = false."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn device_text(entry: &DeviceEntry, default: bool) -> String {
+    let mut out = String::new();
+    let node = entry.node.display();
+    let mark = if default { "  [configured]" } else { "" };
+    match &entry.details {
+        Err(reason) => out.push_str(&format!("{node}: {reason}{mark}\n")),
+        Ok(d) => {
+            let ir = if d.infrared { ", infrared" } else { "" };
+            out.push_str(&format!(
+                "{node}: {} ({}, {}){ir}{mark}\n",
+                d.card, d.driver, d.bus
+            ));
+            for link in &entry.links {
+                out.push_str(&format!("    also {}\n", link.display()));
+            }
+            if let Some(usb) = &entry.usb {
+                out.push_str(&format!("    usb {usb}\n"));
+            }
+            for offer in &d.offers {
+                let sizes: Vec<String> = offer
+                    .sizes
+                    .iter()
+                    .map(|s| match s.max_fps {
+                        Some(f) => format!("{}x{}@{f:.0}", s.width, s.height),
+                        None => format!("{}x{}", s.width, s.height),
+                    })
+                    .collect();
+                let decodable = if offer.format().is_some() {
+                    ""
+                } else {
+                    " (facekey cannot decode)"
+                };
+                out.push_str(&format!(
+                    "    {:<4} {}{decodable}: {}\n",
+                    frame::fourcc_text(offer.fourcc),
+                    offer.description,
+                    if sizes.is_empty() {
+                        "no size list".to_owned()
+                    } else {
+                        sizes.join(" ")
+                    }
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn device_json(entry: &DeviceEntry, default: bool) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "node": entry.node,
+        "links": entry.links,
+        "configured": default,
+        "usb": entry.usb.as_ref().map(|u| serde_json::json!({
+            "vendor": u.vendor, "product": u.product, "serial": u.serial, "name": u.name,
+        })),
+    });
+    match &entry.details {
+        Err(reason) => value["error"] = reason.clone().into(),
+        Ok(d) => {
+            value["card"] = d.card.clone().into();
+            value["driver"] = d.driver.clone().into();
+            value["bus"] = d.bus.clone().into();
+            value["infrared"] = d.infrared.into();
+            value["formats"] = d
+                .offers
+                .iter()
+                .map(|o| {
+                    serde_json::json!({
+                        "fourcc": frame::fourcc_text(o.fourcc),
+                        "description": o.description,
+                        "decodable": o.format().is_some(),
+                        "sizes": o.sizes.iter().map(|s| serde_json::json!({
+                            "width": s.width, "height": s.height, "max_fps": s.max_fps,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+        }
+    }
+    value
+}
+
+/// The last frame with a face, kept for `--snapshot`.
+struct Kept {
+    image: RgbImage,
+    faces: Vec<AnalysedFace>,
+    verdict: FrameVerdict,
+}
+
+/// `facekey test`: the decision, one line per frame.
+pub(crate) fn test(config_path: Option<&Path>, args: &TestArgs) -> CliResult<ExitCode> {
+    let config = load_config(config_path)?;
+    let user = resolve_user(&args.user)?;
+    let spec = args
+        .source
+        .clone()
+        .unwrap_or_else(|| config.camera.source.clone());
+    let store = Store::new(&config.storage.faces_dir);
+    let enrolment = store
+        .load(&user)
+        .map_err(|e| Failure::from_error("enrolment store", &e))?
+        .filter(|e| !e.samples.is_empty());
+    let started = Instant::now();
+    let deadline = deadline_from(&config);
+    let required = config.matching.required_matches.max(1);
+    let mut open = || -> Result<Box<dyn FrameSource>, SourceError> {
+        let source = frame::open_source_with(&spec, &config.camera)?;
+        println!("Source: {}", source.describe());
+        if let Some(info) = source.camera() {
+            for note in &info.notes {
+                println!("  note: {note}");
+            }
+        }
+        Ok(source)
+    };
+    let mut kept: Option<Kept> = None;
+    let mut last_at: Option<Duration> = None;
+    let samples = enrolment
+        .as_ref()
+        .map(|e| e.samples.clone())
+        .unwrap_or_default();
+    let mut observer = |r: &FrameReport<'_>| {
+        let at = started.elapsed();
+        println!("{}", frame_line(r, at, last_at, required));
+        last_at = Some(at);
+        if let (Some(image), false) = (r.image, r.faces.is_empty()) {
+            kept = Some(Kept {
+                image: image.clone(),
+                faces: r.faces.to_vec(),
+                verdict: r.verdict,
+            });
+        }
+    };
+    let engines = EngineCache::new();
+    let outcome = match &enrolment {
+        Some(_) => authenticate_observed(
+            user.as_str(),
+            &config,
+            &engines,
+            &mut open,
+            deadline,
+            &mut observer,
+        ),
+        None => {
+            println!("{user} has no enrolled face: showing what the camera sees, without deciding");
+            let engine = engines
+                .get(&config)
+                .map_err(|e| Failure::from_error("models", &e))?;
+            let mut source = open().map_err(|e| Failure::from_error("frame source", &e))?;
+            if let Err(e) = liveness::check_infrared(&config.camera, source.as_ref()) {
+                println!("  warning: {e}");
+            }
+            let empty = Enrolment::new(&user, engine.embedder.id().clone());
+            decide_observed(
+                &engine,
+                &empty,
+                &config,
+                source.as_mut(),
+                started,
+                deadline,
+                &mut observer,
+            )
+        }
+    };
+    if enrolment.is_some() {
+        println!("Decision: {outcome}");
+    }
+    if let Some(stats) = outcome.stats() {
+        let first = stats
+            .first_frame
+            .map_or("none".to_owned(), |d| format!("{} ms", d.as_millis()));
+        println!(
+            "Frames: {} read, {} dark, {} undecodable, {} unchanged faces refused; first frame after {first}",
+            stats.frames, stats.dark_frames, stats.bad_frames, stats.still_frames
+        );
+    }
+    if let Some(path) = &args.snapshot {
+        match &kept {
+            Some(k) => {
+                let annotated = annotate(k, &samples);
+                write_png(path, &annotated)?;
+                println!(
+                    "Annotated frame ({} face(s)) written to {}",
+                    k.faces.len(),
+                    path.display()
+                );
+            }
+            None => println!("No frame held a face: no snapshot written"),
+        }
+    }
+    Ok(match (&outcome, &enrolment) {
+        (_, None) => ExitCode::from(2),
+        (Outcome::Matched { .. }, _) => ExitCode::SUCCESS,
+        (Outcome::NoMatch { .. } | Outcome::NoFace { .. }, _) => ExitCode::from(1),
+        (Outcome::Unavailable(_), _) => ExitCode::from(2),
+    })
+}
+
+/// One frame: when, how fast, how bright, what was found, what the decision made of it.
+fn frame_line(r: &FrameReport<'_>, at: Duration, last: Option<Duration>, required: u32) -> String {
+    let rate = last
+        .map(|l| at.saturating_sub(l).as_secs_f64())
+        .filter(|s| *s > 0.0)
+        .map_or("     -".to_owned(), |s| format!("{:5.1}", 1.0 / s));
+    let light = r
+        .exposure
+        .map_or("brightness   -  dark   -".to_owned(), |e| {
+            format!(
+                "brightness {:3.0}  dark {:3.0}%",
+                e.mean,
+                e.dark_fraction * 100.0
+            )
+        });
+    let best = r
+        .best_distance
+        .map_or("    -".to_owned(), |d| format!("{d:.3}"));
+    let change = match r.motion {
+        Some(Motion::Changed(c) | Motion::Still(c)) => format!("{c:5.2}"),
+        _ => "    -".to_owned(),
+    };
+    let verdict = match r.verdict {
+        FrameVerdict::Undecodable => "undecodable, skipped".to_owned(),
+        FrameVerdict::Dark => "dark, skipped".to_owned(),
+        FrameVerdict::NoFace => "no face".to_owned(),
+        FrameVerdict::NoMatch => "no match".to_owned(),
+        FrameVerdict::Reference => "match, reference for the change check".to_owned(),
+        FrameVerdict::Still => "match refused: face unchanged".to_owned(),
+        FrameVerdict::Match { streak } => format!("match {streak}/{required}"),
+    };
+    format!(
+        "frame {:3}  +{:5} ms  {rate} fps  age {:3} ms  {light}  faces {}  best {best}  change {change}  {verdict}",
+        r.stats.frames,
+        at.as_millis(),
+        r.frame.timestamp.elapsed().as_millis(),
+        r.faces.len(),
+    )
+}
+
+/// `facekey snapshot`: the first frame that is not dark (or the last dark one), as a PNG.
+pub(crate) fn snapshot(config_path: Option<&Path>, args: &SnapshotArgs) -> CliResult<ExitCode> {
+    let config = load_config(config_path)?;
+    let spec = args
+        .source
+        .clone()
+        .unwrap_or_else(|| config.camera.source.clone());
+    let started = Instant::now();
+    let deadline = deadline_from(&config);
+    let mut source = frame::open_source_with(&spec, &config.camera)
+        .map_err(|e| Failure::from_error("frame source", &e))?;
+    println!("Source: {}", source.describe());
+    let (mut dark, mut undecodable) = (0u32, 0u32);
+    let mut fallback = None;
+    let chosen = loop {
+        let frame = match source.next_frame(deadline) {
+            Ok(Some(f)) => f,
+            Ok(None) => break None,
+            Err(e) => return Err(Failure::from_error("frame source", &e)),
+        };
+        let Ok(image) = frame.to_rgb() else {
+            undecodable += 1;
+            continue;
+        };
+        let exposure = liveness::measure(&image);
+        if liveness::is_dark(&exposure, config.camera.dark_threshold) {
+            dark += 1;
+            fallback = Some((frame, image, exposure));
+            continue;
+        }
+        break Some((frame, image, exposure));
+    };
+    let Some((frame, image, exposure)) = chosen.or(fallback) else {
+        return Err(Failure::new(format!(
+            "no frame before the deadline ({undecodable} undecodable)"
+        )));
+    };
+    write_png(&args.output, &image)?;
+    println!(
+        "Saved {}x{} {} frame ({}; brightness {:.0}, {:.0}% dark) to {} after {} ms",
+        image.width(),
+        image.height(),
+        frame.format,
+        frame.origin,
+        exposure.mean,
+        exposure.dark_fraction * 100.0,
+        args.output.display(),
+        started.elapsed().as_millis()
+    );
+    if dark > 0 && liveness::is_dark(&exposure, config.camera.dark_threshold) {
+        println!(
+            "Warning: every frame ({dark}) was dark: on an infrared camera the emitter may be off \
+             (see docs/camera.md)"
+        );
+    } else if dark > 0 {
+        println!("Skipped {dark} dark frame(s) first");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Write a PNG readable by its owner only: it may hold a face.
+fn write_png(path: &Path, image: &RgbImage) -> CliResult<()> {
+    let fail = |e: &dyn std::error::Error| Failure::from_error(&path.display().to_string(), e);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(&e))?;
+    image::codecs::png::PngEncoder::new(BufWriter::new(file))
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| fail(&e))
+}
+
+const GREEN: Rgb<u8> = Rgb([40, 220, 60]);
+const RED: Rgb<u8> = Rgb([230, 40, 40]);
+const AMBER: Rgb<u8> = Rgb([240, 180, 20]);
+const CYAN: Rgb<u8> = Rgb([30, 200, 230]);
+
+/// The frame with each face's box (green: closer than the threshold counted, amber: a match that
+/// did not count, red: no match or no enrolment), its five landmarks and its distance.
+fn annotate(kept: &Kept, samples: &[facekey_core::store::Sample]) -> RgbImage {
+    let mut image = kept.image.clone();
+    let scale = (image.height() / 240).max(1);
+    for face in &kept.faces {
+        let distance = samples
+            .iter()
+            .map(|s| face.embedding.distance(&s.embedding))
+            .reduce(f32::min);
+        let best = kept
+            .faces
+            .iter()
+            .filter_map(|f| {
+                samples
+                    .iter()
+                    .map(|s| f.embedding.distance(&s.embedding))
+                    .reduce(f32::min)
+            })
+            .reduce(f32::min);
+        let colour = match (kept.verdict, distance == best && distance.is_some()) {
+            (FrameVerdict::Match { .. }, true) => GREEN,
+            (FrameVerdict::Reference | FrameVerdict::Still, true) => AMBER,
+            _ => RED,
+        };
+        let [x, y, w, h] = face.face.bbox;
+        draw_rect(&mut image, x, y, w, h, scale, colour);
+        for [lx, ly] in face.face.landmarks {
+            fill(
+                &mut image,
+                lx as i64 - 1,
+                ly as i64 - 1,
+                3 * scale,
+                3 * scale,
+                CYAN,
+            );
+        }
+        if let Some(d) = distance {
+            // Above the box, else below it, else inside its top edge.
+            let glyph_h = 5 * 2 * scale as i64;
+            let (top, bottom) = (y as i64, (y + h) as i64);
+            let ty = if top > glyph_h + 4 {
+                top - glyph_h - 4
+            } else if bottom + glyph_h + 4 < image.height() as i64 {
+                bottom + 4
+            } else {
+                top.max(0) + 4 * scale as i64
+            };
+            let tx = (x as i64).max(0) + 2 * scale as i64;
+            draw_text(&mut image, tx, ty, &format!("{d:.3}"), 2 * scale, colour);
+        }
+    }
+    image
+}
+
+fn fill(image: &mut RgbImage, x: i64, y: i64, w: u32, h: u32, colour: Rgb<u8>) {
+    for yy in y.max(0)..(y + h as i64).min(image.height() as i64) {
+        for xx in x.max(0)..(x + w as i64).min(image.width() as i64) {
+            image.put_pixel(xx as u32, yy as u32, colour);
+        }
+    }
+}
+
+fn draw_rect(image: &mut RgbImage, x: f32, y: f32, w: f32, h: f32, t: u32, colour: Rgb<u8>) {
+    let (x, y, w, h) = (x as i64, y as i64, w.max(1.0) as u32, h.max(1.0) as u32);
+    let t2 = 2 * t;
+    fill(image, x, y, w, t2, colour);
+    fill(image, x, y + h as i64 - t2 as i64, w, t2, colour);
+    fill(image, x, y, t2, h, colour);
+    fill(image, x + w as i64 - t2 as i64, y, t2, h, colour);
+}
+
+/// Digits and a point in a 3x5 pixel font: enough for distances, with no font dependency.
+fn glyph(c: char) -> Option<[u8; 5]> {
+    Some(match c {
+        '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
+        '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
+        '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
+        '3' => [0b111, 0b001, 0b111, 0b001, 0b111],
+        '4' => [0b101, 0b101, 0b111, 0b001, 0b001],
+        '5' => [0b111, 0b100, 0b111, 0b001, 0b111],
+        '6' => [0b111, 0b100, 0b111, 0b101, 0b111],
+        '7' => [0b111, 0b001, 0b010, 0b010, 0b010],
+        '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
+        '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
+        '.' => [0b000, 0b000, 0b000, 0b000, 0b010],
+        _ => return None,
+    })
+}
+
+fn draw_text(image: &mut RgbImage, x: i64, y: i64, text: &str, scale: u32, colour: Rgb<u8>) {
+    let s = scale as i64;
+    for (i, c) in text.chars().enumerate() {
+        let Some(rows) = glyph(c) else { continue };
+        let gx = x + i as i64 * 4 * s;
+        for (row, bits) in rows.iter().enumerate() {
+            for col in 0..3 {
+                if bits & (0b100 >> col) != 0 {
+                    fill(
+                        image,
+                        gx + col * s,
+                        y + row as i64 * s,
+                        scale,
+                        scale,
+                        colour,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_character_of_a_distance_has_a_glyph() {
+        for c in "0123456789.".chars() {
+            assert!(glyph(c).is_some(), "{c}");
+        }
+    }
+
+    #[test]
+    fn drawing_past_the_edges_is_clipped_not_a_panic() {
+        let mut image = RgbImage::new(20, 10);
+        draw_text(&mut image, 15, 8, "0.123", 2, RED);
+        draw_rect(&mut image, -5.0, -5.0, 40.0, 40.0, 1, GREEN);
+        fill(&mut image, -3, -3, 2, 2, CYAN);
+        draw_rect(&mut image, 2.0, 2.0, 10.0, 6.0, 1, GREEN);
+        assert_eq!(image.get_pixel(2, 2).0, GREEN.0);
+        assert_eq!(image.get_pixel(11, 7).0, GREEN.0);
+        assert_eq!(image.get_pixel(6, 5).0, [0, 0, 0]);
+    }
+}

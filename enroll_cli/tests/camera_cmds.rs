@@ -1,0 +1,284 @@
+//! `facekey devices`, `facekey test` and `facekey snapshot` end to end: the real binary, real
+//! faces replayed from files (these machines have no camera), real PNGs on disk.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn chips(person: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/faces/johns")
+        .join(person);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn file_source(paths: &[&Path]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    format!("file:{}", list.join(","))
+}
+
+/// A private configuration, store and output folder.
+struct Env {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn new(extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = dir.path().join("config.toml");
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        std::fs::write(
+            &config,
+            format!(
+                "[storage]\nfaces_dir = \"{}\"\n[models]\ndir = \"{}\"\n{extra}",
+                dir.path().join("faces").display(),
+                models.canonicalize().unwrap().display()
+            ),
+        )
+        .unwrap();
+        Env { dir, config }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_facekey"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        out
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn enrol_simm(&self) {
+        let files = chips("John_Simm");
+        let source = file_source(&[&files[0], &files[1], &files[2]]);
+        let out = self.run(&[
+            "add",
+            "--user",
+            "root",
+            "--source",
+            &source,
+            "--samples",
+            "3",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn frame_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with("frame "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn devices_lists_what_there_is_and_names_the_configured_source() {
+    let env = Env::new("[camera]\nsource = \"v4l2:/dev/video7\"\n");
+    let out = env.run(&["devices"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Configured source: v4l2:/dev/video7"),
+        "{stdout}"
+    );
+    let json = env.run(&["devices", "--json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["configured_source"], "v4l2:/dev/video7");
+    assert!(doc["devices"].is_array());
+}
+
+#[test]
+fn test_prints_a_line_per_frame_and_the_decision_then_writes_an_annotated_png() {
+    let env = Env::new("");
+    env.enrol_simm();
+    let other = chips("John_Salley");
+    let simm = chips("John_Simm");
+    let source = file_source(&[&other[0], &simm[10]]);
+    let png = env.path("test.png");
+    let out = env.run(&[
+        "test",
+        "--user",
+        "root",
+        "--source",
+        &source,
+        "--snapshot",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = frame_lines(&out);
+    assert_eq!(lines.len(), 2, "{}", text(&out));
+    assert!(
+        lines[0].contains("faces 1") && lines[0].ends_with("no match"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].ends_with("match 1/1"), "{}", lines[1]);
+    for line in &lines {
+        assert!(
+            line.contains("brightness") && line.contains("dark"),
+            "{line}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Decision: matched 'root'"), "{stdout}");
+    assert!(stdout.contains("Source: replay of 2 images"), "{stdout}");
+    // The picture: the chip's size, private, with the green box of the match drawn on it.
+    let mode = std::fs::metadata(&png).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let image = image::open(&png).unwrap().into_rgb8();
+    let original = image::open(&simm[10]).unwrap().into_rgb8();
+    assert_eq!(image.dimensions(), original.dimensions());
+    let green = image.pixels().filter(|p| p.0 == [40, 220, 60]).count();
+    assert!(green > 100, "{green} green pixels");
+}
+
+#[test]
+fn test_shows_an_unchanging_face_refused() {
+    let env = Env::new("[matching]\nrequired_matches = 2\n");
+    env.enrol_simm();
+    let simm = chips("John_Simm");
+    let source = file_source(&[&simm[10], &simm[10], &simm[10]]);
+    let out = env.run(&["test", "--user", "root", "--source", &source]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let lines = frame_lines(&out);
+    assert!(lines[0].ends_with("match 1/2"), "{}", lines[0]);
+    assert!(lines[1].contains("change  0.00"), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with("match refused: face unchanged"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        text(&out).contains("2 matching face(s) refused as unchanged"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn test_counts_dark_frames() {
+    let env = Env::new("");
+    env.enrol_simm();
+    let dark = env.path("dark.png");
+    image::RgbImage::from_pixel(150, 150, image::Rgb([8, 8, 8]))
+        .save(&dark)
+        .unwrap();
+    let simm = chips("John_Simm");
+    let source = file_source(&[&dark, &simm[10]]);
+    let out = env.run(&["test", "--user", "root", "--source", &source]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = frame_lines(&out);
+    assert!(lines[0].ends_with("dark, skipped"), "{}", lines[0]);
+    assert!(lines[0].contains("dark 100%"), "{}", lines[0]);
+    assert!(
+        text(&out).contains("Frames: 2 read, 1 dark"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn test_without_an_enrolment_shows_the_frames_and_exits_2() {
+    let env = Env::new("");
+    let simm = chips("John_Simm");
+    let source = file_source(&[&simm[10]]);
+    let out = env.run(&["test", "--user", "root", "--source", &source]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("has no enrolled face"),
+        "{}",
+        text(&out)
+    );
+    let lines = frame_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].contains("faces 1"), "{}", lines[0]);
+}
+
+#[test]
+fn test_on_a_missing_camera_is_unavailable_with_the_reason() {
+    let env = Env::new("");
+    env.enrol_simm();
+    let out = env.run(&["test", "--user", "root", "--source", "v4l2:/dev/video-none"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("/dev/video-none: no such device"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_camera_is_refused_by_name() {
+    let env = Env::new("");
+    env.enrol_simm();
+    let out = env.run(&["test", "--user", "root", "--source", "v4l2:/dev/null"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("/dev/null: not a V4L2 device"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn snapshot_skips_dark_frames_and_writes_a_private_png() {
+    let env = Env::new("");
+    let dark = env.path("dark.png");
+    image::RgbImage::from_pixel(150, 150, image::Rgb([3, 3, 3]))
+        .save(&dark)
+        .unwrap();
+    let simm = chips("John_Simm");
+    let source = file_source(&[&dark, &simm[10]]);
+    let png = env.path("snap.png");
+    let out = env.run(&["snapshot", "--source", &source, "-o", png.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Skipped 1 dark frame(s) first"),
+        "{}",
+        text(&out)
+    );
+    let mode = std::fs::metadata(&png).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let saved = image::open(&png).unwrap().into_rgb8();
+    let original = image::open(&simm[10]).unwrap().into_rgb8();
+    assert_eq!(saved, original);
+}
+
+#[test]
+fn snapshot_of_only_dark_frames_saves_one_and_warns_about_the_emitter() {
+    let env = Env::new("");
+    let dark = env.path("dark.png");
+    image::RgbImage::from_pixel(64, 48, image::Rgb([2, 2, 2]))
+        .save(&dark)
+        .unwrap();
+    let png = env.path("snap.png");
+    let source = file_source(&[&dark, &dark]);
+    let out = env.run(&["snapshot", "--source", &source, "-o", png.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("emitter may be off"), "{}", text(&out));
+    assert!(png.exists());
+}
