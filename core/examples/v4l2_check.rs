@@ -14,14 +14,22 @@
 //!   reason, and gets frames once the first one is released;
 //! - frames handed over are fresh even after the caller was away (no stale buffers), timestamps
 //!   rise, a deadline already passed returns at once, rotation turns the picture;
-//! - require_ir refuses vivid (a colour camera) with the reason.
+//! - require_ir refuses vivid (a colour camera) with the reason;
+//! - with a model folder as second argument, the decision the PAM module runs
+//!   (`authenticate` on `open_configured_source`) on vivid: no face in the colour bars, so no
+//!   match, by the timeout (plus the one frame under analysis when it passed); how soon its first
+//!   frame came while the models loaded; and require_ir turning `authenticate_before` into
+//!   "unavailable" before any frame is read.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use facekey_core::camera::{devices, Camera, Settings, STALE_AFTER};
+use facekey_core::decision::{self, Outcome, Unavailable};
+use facekey_core::engine::Engine;
 use facekey_core::frame::{FrameSource, PixelFormat, Rotation, SourceError};
-use facekey_core::liveness;
+use facekey_core::store::{Enrolment, Store, UserName};
+use facekey_core::{liveness, EngineCache};
 use image::RgbImage;
 
 /// vivid's 75% colour bars, left to right, in R'G'B' (v4l2-tpg-core.c: tpg_colors and the
@@ -396,6 +404,105 @@ fn main() {
         }
     }
 
+    if let Some(models) = std::env::args().nth(2) {
+        check_decision(&mut checks, &device, Path::new(&models));
+    }
+
     println!("RESULT: {} checks, {} failed", checks.run, checks.failed);
     std::process::exit(if checks.failed == 0 { 0 } else { 1 });
+}
+
+/// The PAM module's decision path on vivid.
+fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
+    let mut config = facekey_config::Config::default();
+    config.models.dir = models.to_path_buf();
+    config.storage.faces_dir = PathBuf::from("/tmp/facekey-faces");
+    config.camera.source = format!("v4l2:{}", device.display());
+    config.camera.require_ir = false;
+    config.auth.timeout = 6.0;
+    // An enrolment to decide against: any unit vector of the embedder's size will do, since the
+    // colour bars hold no face.
+    let t = Instant::now();
+    let engine = match Engine::load(&config) {
+        Ok(e) => e,
+        Err(e) => {
+            checks.check("decision: models load", false, e.to_string());
+            return;
+        }
+    };
+    println!(
+        "MEASURE models load in the guest (emulated CPU): {} ms",
+        t.elapsed().as_millis()
+    );
+    let user = UserName::new("root").unwrap_or_else(|e| panic!("{e}"));
+    let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+    let mut embedding = vec![0.0f32; 128];
+    embedding[0] = 1.0;
+    enrolment.add_sample("test", embedding);
+    if let Err(e) = Store::new(&config.storage.faces_dir).save(&enrolment) {
+        checks.check("decision: enrolment stored", false, e.to_string());
+        return;
+    }
+    // One frame's analysis on the emulated CPU: the decision checks its deadline between frames,
+    // so it may overrun by that much (about 25 ms on a real CPU, far more under emulation).
+    let mut analysis = Duration::ZERO;
+    if let Ok(mut camera) = Camera::open(device, &settings(PixelFormat::Yuyv)) {
+        if let Ok(Some(frame)) = camera.next_frame(Instant::now() + Duration::from_secs(5)) {
+            if let Ok(image) = frame.to_rgb() {
+                let t = Instant::now();
+                let faces = engine.analyse(&image).map(|f| f.len());
+                analysis = t.elapsed();
+                println!(
+                    "MEASURE one 640x480 frame analysed in the guest (emulated CPU): {} ms, {faces:?} face(s)",
+                    analysis.as_millis()
+                );
+            }
+        }
+    }
+    drop(engine);
+    // A cold decision, as a fresh sudo would run it: models load while the camera starts.
+    let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
+    let started = Instant::now();
+    let deadline = decision::deadline_from(&config);
+    let outcome = decision::authenticate(
+        "root",
+        &config,
+        engines,
+        &mut || decision::open_configured_source(&config),
+        deadline,
+    );
+    let elapsed = started.elapsed();
+    let limit = Duration::from_secs_f64(config.auth.timeout) + analysis * 2;
+    let stats = outcome.stats().cloned().unwrap_or_default();
+    println!(
+        "MEASURE decision on vivid (cold: models load while the camera starts): first frame read after {} ms, {} frame(s) analysed, outcome after {} ms",
+        stats.first_frame.map_or(0, |d| d.as_millis()),
+        stats.frames,
+        elapsed.as_millis()
+    );
+    checks.check(
+        "decision on vivid: no face, by the timeout plus one frame's analysis",
+        matches!(outcome, Outcome::NoFace { .. }) && elapsed <= limit && stats.frames > 0,
+        format!("{outcome} (limit {} ms)", limit.as_millis()),
+    );
+    // require_ir: refused as unavailable, before any frame.
+    config.camera.require_ir = true;
+    let open_config = config.clone();
+    let started = Instant::now();
+    let outcome = decision::authenticate_before(
+        "root",
+        &config,
+        engines,
+        Box::new(move || decision::open_configured_source(&open_config)),
+        decision::deadline_from(&config),
+        decision::DEADLINE_GRACE,
+    );
+    checks.check(
+        "decision refuses vivid under require_ir",
+        matches!(
+            outcome,
+            Outcome::Unavailable(Unavailable::Source(SourceError::NotInfrared { .. }))
+        ),
+        format!("{outcome} after {} ms", started.elapsed().as_millis()),
+    );
 }
