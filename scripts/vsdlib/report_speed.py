@@ -46,14 +46,17 @@ def main():
         with open(path) as f:
             for row in csv.DictReader(f):
                 key = (pipeline, row["frame"])
-                r = runs.setdefault(key, {"ms": [], "faces": row["faces"], "best": row["best_distance"]})
+                r = runs.setdefault(key, {"ms": [], "detect_ms": [], "faces": row["faces"],
+                                          "best": row["best_distance"]})
                 r["ms"].append(float(row["ms"]))
+                r["detect_ms"].append(float(row["detect_ms"]))
     per_image = []
     for (pipeline, image), r in sorted(runs.items()):
         s = "frames" if "__" in image else "photos"
         per_image.append({
             "image": image, "set": s, "pipeline": pipeline, "passes": len(r["ms"]),
             "median_ms": round(statistics.median(r["ms"]), 2), "min_ms": round(min(r["ms"]), 2),
+            "detect_median_ms": round(statistics.median(r["detect_ms"]), 2),
             "faces": r["faces"], "best_distance": r["best"],
         })
     with open(os.path.join(out, "vs-dlib-frames.csv"), "w", newline="") as f:
@@ -73,6 +76,7 @@ def main():
                 "passes": min(r["passes"] for r in rows),
                 "median_ms": round(statistics.median(med), 2), "mean_ms": round(statistics.mean(med), 2),
                 "p90_ms": round(pct(med, 0.9), 2), "min_ms": round(min(r["min_ms"] for r in rows), 2),
+                "detect_median_ms": round(statistics.median(r["detect_median_ms"] for r in rows), 2),
                 "faces_found": sum(int(r["faces"]) for r in rows),
                 "matched": sum(1 for r in rows if r["best_distance"] != ""
                                and float(r["best_distance"]) < (0.5 if p.startswith("facekey")
@@ -91,7 +95,7 @@ def main():
             "measure": "cold auth", "set": "1 frame (John_Salley__000200_02159354.jpg)", "pipeline": p,
             "n": 1, "passes": len(c["ms"]), "median_ms": round(statistics.median(c["ms"]), 1),
             "mean_ms": round(statistics.mean(c["ms"]), 1), "p90_ms": round(pct(c["ms"], 0.9), 1),
-            "min_ms": round(min(c["ms"]), 1), "faces_found": "", "matched": "",
+            "min_ms": round(min(c["ms"]), 1), "detect_median_ms": "", "faces_found": "", "matched": "",
             "peak_rss_mb": round(statistics.median(c["rss"]), 1),
         })
     ref = {(r["measure"], r["set"], r["pipeline"]): r for r in summary}
@@ -123,6 +127,16 @@ def main():
                 print(f"| {LABELS[r['pipeline']]} | {r['median_ms']:.1f} | {r['mean_ms']:.1f} | {r['p90_ms']:.1f} | "
                       f"{r['faces_found']} | {r['matched']} | {ratio('dlib-howdy')} | {ratio('dlib-fr')} |")
         print()
+    print("Where the time goes on the 640x480 frames (ms, median over frames): detection, then the rest "
+          "(landmarks or alignment, embedding, comparison)\n")
+    print("| pipeline | detection | the rest | whole frame |")
+    print("|---|---|---|---|")
+    for r in summary:
+        if r["measure"] == "per-frame" and r["set"] == "frames":
+            rest = statistics.median(x["median_ms"] - x["detect_median_ms"] for x in per_image
+                                     if x["set"] == "frames" and x["pipeline"] == r["pipeline"])
+            print(f"| {LABELS[r['pipeline']]} | {r['detect_median_ms']:.1f} | {rest:.1f} | {r['median_ms']:.1f} |")
+    print()
     print(f"Cold authentication, one whole process deciding on one frame, {cold['facekey-int8']['ms'].__len__()} runs "
           "(ms, MB)\n")
     print("| pipeline | wall median | wall min | peak RSS median | time facekey / dlib-howdy | time facekey / dlib-fr "
