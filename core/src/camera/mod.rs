@@ -150,7 +150,20 @@ enum State {
     Streaming {
         stream: MmapStream,
         last_sequence: Option<u32>,
+        /// Frames dropped as stale since the last one handed over.
+        stale_in_a_row: u32,
     },
+}
+
+/// A frame age no working clock produces: the driver's timestamps are not on CLOCK_MONOTONIC
+/// after all, and ages mean nothing.
+const IMPLAUSIBLE_AGE: Duration = Duration::from_secs(10);
+
+/// Whether a ready frame is too old to hand over: captured more than [`STALE_AFTER`] ago, by a
+/// clock that looks right, and fewer than a ring of buffers were dropped as stale just before (a
+/// driver whose timestamps are off must never starve the decision).
+fn is_stale(age: Option<Duration>, stale_in_a_row: u32) -> bool {
+    age.is_some_and(|a| a > STALE_AFTER && a < IMPLAUSIBLE_AGE) && stale_in_a_row < BUFFERS
 }
 
 /// A V4L2 capture node, streaming (or waiting for another program to release it).
@@ -434,6 +447,7 @@ impl Camera {
         self.state = State::Streaming {
             stream,
             last_sequence: None,
+            stale_in_a_row: 0,
         };
         let info = &mut self.info;
         info.format = format;
@@ -491,6 +505,7 @@ impl Camera {
         let State::Streaming {
             stream,
             last_sequence,
+            stale_in_a_row,
         } = &mut self.state
         else {
             return Ok(None);
@@ -523,11 +538,13 @@ impl Camera {
             stream.queue(d.index).map_err(io_error)?;
             return Ok(None);
         }
-        if age.is_some_and(|a| a > STALE_AFTER) {
+        if is_stale(age, *stale_in_a_row) {
+            *stale_in_a_row += 1;
             self.info.counters.stale += 1;
             stream.queue(d.index).map_err(io_error)?;
             return Ok(None);
         }
+        *stale_in_a_row = 0;
         let data = stream.data(&d).to_vec();
         stream.queue(d.index).map_err(io_error)?;
         let info = &mut self.info;
@@ -632,5 +649,47 @@ impl Drop for Camera {
                 value: Value::Integer(value),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_older_than_150_ms_are_stale_unless_the_clock_is_off_or_too_many_were_dropped() {
+        let ms = Duration::from_millis;
+        assert!(!is_stale(None, 0));
+        assert!(!is_stale(Some(ms(40)), 0));
+        assert!(!is_stale(Some(STALE_AFTER), 0));
+        assert!(is_stale(Some(ms(151)), 0));
+        assert!(is_stale(Some(ms(900)), BUFFERS - 1));
+        // A whole ring dropped already: hand the next one over whatever its age.
+        assert!(!is_stale(Some(ms(900)), BUFFERS));
+        // Ten seconds old: the timestamps are not on the monotonic clock.
+        assert!(!is_stale(Some(Duration::from_secs(3600)), 0));
+    }
+
+    #[test]
+    fn settings_from_the_default_config_are_automatic() {
+        let s = Settings::default();
+        assert_eq!(
+            (s.size, s.fps, s.exposure, s.format),
+            (None, None, None, None)
+        );
+        assert!(!s.force_mjpeg);
+        assert_eq!(s.rotation, Rotation::None);
+        let mut c = facekey_config::Camera::default();
+        c.frame_width = 1280;
+        c.frame_height = 720;
+        c.fps = 15;
+        c.exposure = 250;
+        c.rotate = 270;
+        c.force_mjpeg = true;
+        let s = Settings::from_config(&c);
+        assert_eq!(s.size, Some((1280, 720)));
+        assert_eq!((s.fps, s.exposure), (Some(15), Some(250)));
+        assert_eq!(s.rotation, Rotation::Cw270);
+        assert!(s.force_mjpeg);
     }
 }

@@ -179,6 +179,13 @@ pub fn open_source_with(
         if device.is_empty() {
             return Err(SourceError::BadSpec(spec.to_string()));
         }
+        // The PAM module runs in whatever directory its host process is in.
+        if !Path::new(device).is_absolute() {
+            return Err(SourceError::Device {
+                device: device.to_owned(),
+                reason: "a camera must be named by an absolute path, such as /dev/video0".into(),
+            });
+        }
         let settings = camera::Settings::from_config(settings);
         return Ok(Box::new(camera::Camera::open(
             Path::new(device),
@@ -348,6 +355,40 @@ mod tests {
             Err(SourceError::BadSpec(_))
         ));
         assert!(matches!(open_source("file:"), Err(SourceError::BadSpec(_))));
+    }
+
+    #[test]
+    fn camera_specs_that_cannot_name_a_camera_are_refused_by_name() {
+        let message = |spec: &str| match open_source(spec) {
+            Err(e) => e.to_string(),
+            Ok(s) => panic!("{spec} opened as {}", s.describe()),
+        };
+        assert!(matches!(open_source("v4l2:"), Err(SourceError::BadSpec(_))));
+        assert!(message("v4l2:video0").contains("absolute path"));
+        assert!(message("v4l2:/dev/video-none").starts_with("/dev/video-none: no such device"));
+        assert!(message("v4l2:/dev/null").starts_with("/dev/null: not a V4L2 device"));
+        assert!(message("v4l2:/dev/vid\0eo0").contains("NUL byte"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("video0");
+        std::fs::write(&file, "not a device").unwrap();
+        assert!(message(&format!("v4l2:{}", file.display())).contains("not a V4L2 device"));
+    }
+
+    #[test]
+    fn rotation_turns_the_decoded_picture_clockwise() {
+        // 2x1: red then blue.
+        let mut f = frame(PixelFormat::Rgb24, 2, 1, 6, vec![255, 0, 0, 0, 0, 255]);
+        f.rotation = Rotation::Cw90;
+        let rgb = f.to_rgb().unwrap();
+        assert_eq!(rgb.dimensions(), (1, 2));
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 0, 0]);
+        assert_eq!(rgb.get_pixel(0, 1).0, [0, 0, 255]);
+        f.rotation = Rotation::Cw180;
+        assert_eq!(f.to_rgb().unwrap().get_pixel(0, 0).0, [0, 0, 255]);
+        f.rotation = Rotation::Cw270;
+        assert_eq!(f.to_rgb().unwrap().get_pixel(0, 0).0, [0, 0, 255]);
+        assert_eq!(Rotation::from_degrees(45), None);
+        assert_eq!(Rotation::from_degrees(270), Some(Rotation::Cw270));
     }
 
     #[test]
