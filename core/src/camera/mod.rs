@@ -679,13 +679,15 @@ mod tests {
         );
         assert!(!s.force_mjpeg);
         assert_eq!(s.rotation, Rotation::None);
-        let mut c = facekey_config::Camera::default();
-        c.frame_width = 1280;
-        c.frame_height = 720;
-        c.fps = 15;
-        c.exposure = 250;
-        c.rotate = 270;
-        c.force_mjpeg = true;
+        let c = facekey_config::Camera {
+            frame_width: 1280,
+            frame_height: 720,
+            fps: 15,
+            exposure: 250,
+            rotate: 270,
+            force_mjpeg: true,
+            ..facekey_config::Camera::default()
+        };
         let s = Settings::from_config(&c);
         assert_eq!(s.size, Some((1280, 720)));
         assert_eq!((s.fps, s.exposure), (Some(15), Some(250)));

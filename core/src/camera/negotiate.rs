@@ -125,7 +125,9 @@ pub fn choose(offers: &[FormatOffer], settings: &Settings) -> Result<Choice, NoC
     };
     let wanted = settings.size.unwrap_or(AUTO_SIZE);
     let wanted_fps = settings.fps.map_or(ADEQUATE_FPS, f64::from);
-    let mut best: Option<((u64, bool, usize), Choice, Option<f64>)> = None;
+    // (size distance, too slow, preference rank): smaller is better.
+    type Rank = (u64, bool, usize);
+    let mut best: Option<(Rank, Choice, Option<f64>)> = None;
     for offer in offers {
         let Some(format) = offer.format() else {
             continue;
