@@ -206,9 +206,15 @@ pub fn authenticate_observed(
         }
         Err(e) => return Outcome::Unavailable(e.into()),
     };
+    // The models load on another thread while the source opens here; once the source knows its frame
+    // size, the detector is planned for it on the loading thread, beside the embedder.
+    let (size_tx, size_rx) = std::sync::mpsc::sync_channel::<Option<(u32, u32)>>(1);
     let (engine, source) = std::thread::scope(|scope| {
-        let engine = scope.spawn(|| engines.get(config));
+        let engine = scope
+            .spawn(move || engines.get_with_hint(config, move || size_rx.recv().ok().flatten()));
         let source = open_source();
+        // A full buffer or a gone receiver (the engine was cached) only means the hint is not needed.
+        let _ = size_tx.try_send(source.as_ref().ok().and_then(|s| s.frame_size_hint()));
         let engine = engine.join().unwrap_or_else(|_| {
             Err(ModelError::Invalid {
                 path: "models".into(),

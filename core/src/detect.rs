@@ -201,6 +201,12 @@ impl Detector {
         Ok(plan)
     }
 
+    /// Plan the detector for frames of `width` x `height`.
+    pub fn prepare_for_frame(&self, width: u32, height: u32) -> Result<Plan, DetectError> {
+        let lb = Letterbox::for_frame(width, height, self.settings.max_height);
+        self.prepare(lb.canvas_w, lb.canvas_h)
+    }
+
     /// Every face in the image whose score passes the threshold, best first, after NMS.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, DetectError> {
         let (w, h) = image.dimensions();

@@ -38,9 +38,23 @@ pub enum AnalyseError {
 impl Engine {
     /// Load both models named by the configuration, in parallel.
     pub fn load(config: &Config) -> Result<Engine, ModelError> {
+        Engine::load_with_hint(config, || None)
+    }
+
+    /// [`Engine::load`], and plan the detector for the frame size `size_hint` gives (it may block
+    /// until the frame source knows it) while the embedder is still loading on the other thread.
+    pub fn load_with_hint(
+        config: &Config,
+        size_hint: impl FnOnce() -> Option<(u32, u32)>,
+    ) -> Result<Engine, ModelError> {
         std::thread::scope(|scope| {
             let embedder = scope.spawn(|| Embedder::load(config));
-            let detector = Detector::load(config);
+            let detector = Detector::load(config).inspect(|detector| {
+                if let Some((width, height)) = size_hint() {
+                    // A failure here shows again, with its reason, on the first frame.
+                    let _ = detector.prepare_for_frame(width, height);
+                }
+            });
             let embedder = embedder.join().unwrap_or_else(|_| {
                 Err(ModelError::Invalid {
                     path: models::embedder_location(config).path,
@@ -85,6 +99,16 @@ impl EngineCache {
 
     /// The engine for this configuration, loading it on first use.
     pub fn get(&self, config: &Config) -> Result<Arc<Engine>, ModelError> {
+        self.get_with_hint(config, || None)
+    }
+
+    /// [`EngineCache::get`]; a first load also plans the detector for the frame size the hint gives
+    /// (see [`Engine::load_with_hint`]). A cached engine already holds the plans of earlier frames.
+    pub fn get_with_hint(
+        &self,
+        config: &Config,
+        size_hint: impl FnOnce() -> Option<(u32, u32)>,
+    ) -> Result<Arc<Engine>, ModelError> {
         let key = (
             models::detector_location(config),
             models::embedder_location(config),
@@ -96,7 +120,7 @@ impl EngineCache {
                 return Ok(engine.clone());
             }
         }
-        let engine = Arc::new(Engine::load(config)?);
+        let engine = Arc::new(Engine::load_with_hint(config, size_hint)?);
         *slot = Some((key, engine.clone()));
         Ok(engine)
     }

@@ -144,6 +144,13 @@ pub trait FrameSource: Send {
     fn camera(&self) -> Option<&CameraInfo> {
         None
     }
+
+    /// The size of the frames to come, when known before the first one arrives, so the detector can
+    /// be planned for it while the other model loads. Only a hint: a wrong one costs time, not
+    /// correctness.
+    fn frame_size_hint(&self) -> Option<(u32, u32)> {
+        self.camera().map(|c| (c.width, c.height))
+    }
 }
 
 /// Parse a source specification and open it, with the default camera settings.
@@ -271,6 +278,11 @@ impl FrameSource for ReplaySource {
             [one] => format!("file:{}", one.display()),
             many => format!("replay of {} images", many.len()),
         }
+    }
+
+    /// The next image's size, from its header alone.
+    fn frame_size_hint(&self) -> Option<(u32, u32)> {
+        image::image_dimensions(self.paths.get(self.next)?).ok()
     }
 }
 
