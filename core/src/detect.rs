@@ -201,6 +201,12 @@ impl Detector {
         Ok(plan)
     }
 
+    /// The canvas sizes that have an optimised plan, least recently used first.
+    pub fn planned_sizes(&self) -> Vec<(u32, u32)> {
+        let plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        plans.iter().map(|(size, _)| *size).collect()
+    }
+
     /// Plan the detector for frames of `width` x `height`.
     pub fn prepare_for_frame(&self, width: u32, height: u32) -> Result<Plan, DetectError> {
         let lb = Letterbox::for_frame(width, height, self.settings.max_height);

@@ -132,3 +132,14 @@ fn int8_embeddings_stay_close_to_fp32() {
     println!("largest int8-fp32 embedding distance: {worst:.4}");
     assert!(worst < 0.05, "int8 and fp32 embeddings differ by {worst}");
 }
+
+#[test]
+fn detector_is_planned_at_load_for_the_hinted_frame_size() {
+    let mut config = Config::default();
+    config.models.dir = shipped();
+    let engine = Engine::load(&config).unwrap();
+    assert!(engine.detector.planned_sizes().is_empty());
+    // A 640x480 camera at max_height 320: 427x320, on a 448x320 canvas.
+    let engine = Engine::load_with_hint(&config, || Some((640, 480))).unwrap();
+    assert_eq!(engine.detector.planned_sizes(), [(448, 320)]);
+}
