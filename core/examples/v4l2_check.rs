@@ -377,6 +377,7 @@ fn main() {
                             checks.check(
                                 "rotation 90",
                                 image.dimensions() == (480, 640)
+                                    && camera.frame_size_hint() == Some((480, 640))
                                     && top.iter().all(|c| c.abs_diff(191) <= TOLERANCE)
                                     && bottom.iter().all(|c| *c <= TOLERANCE),
                                 format!("{:?}, top {top:?}, bottom {bottom:?}", image.dimensions()),

@@ -635,6 +635,15 @@ impl FrameSource for Camera {
     fn camera(&self) -> Option<&CameraInfo> {
         Some(&self.info)
     }
+
+    /// The size of the decoded frames: after rotation.
+    fn frame_size_hint(&self) -> Option<(u32, u32)> {
+        let (w, h) = (self.info.width, self.info.height);
+        Some(match self.settings.rotation {
+            Rotation::Cw90 | Rotation::Cw270 => (h, w),
+            Rotation::None | Rotation::Cw180 => (w, h),
+        })
+    }
 }
 
 impl Drop for Camera {
