@@ -1,7 +1,7 @@
 """The dlib side of scripts/bench-vs-dlib and scripts/eval (development tool only; nothing ships).
 
     python dlib_peer.py frames PIPELINE RUNS ENROL_IMAGES(comma-separated) FRAME...
-        per-frame time, CSV on stdout: pipeline,frame,run,ms,detect_ms,faces,best_distance
+        per-frame time, CSV on stdout: pipeline,frame,run,ms,cpu_ms,detect_ms,faces,best_distance
     python dlib_peer.py enrol MODE OUT.json IMAGE...
         the encodings dlib_auth.py MODE compares with (one per image)
     python dlib_peer.py embed MODE FILE...
@@ -90,19 +90,21 @@ PIPELINES = {"fr": faces_fr, "howdy": faces_howdy, "frchip": faces_frchip, "chip
 def cmd_frames(pipeline, runs, enrol, frames):
     analyse = PIPELINES[pipeline]
     known = np.array([analyse_first(analyse, p, enrol_fallback=True) for p in enrol.split(",")])
-    print("pipeline,frame,run,ms,detect_ms,faces,best_distance")
+    print("pipeline,frame,run,ms,cpu_ms,detect_ms,faces,best_distance")
     for path in frames:
         rgb = load_rgb(path)
         name = os.path.basename(path)
         for run in range(int(runs) + 1):
+            cpu = time.process_time()  # all threads (dlib runs on one here)
             t = time.perf_counter()
             faces = analyse(rgb)
             best = min((float(np.linalg.norm(known - e, axis=1).min()) for _, e in faces), default=None)
             ms = (time.perf_counter() - t) * 1e3
+            cpu_ms = (time.process_time() - cpu) * 1e3
             detect_ms = (_detected_at[0] - t) * 1e3
             if run == 0:
                 continue
-            print(f"{pipeline},{name},{run},{ms:.3f},{detect_ms:.3f},{len(faces)},"
+            print(f"{pipeline},{name},{run},{ms:.3f},{cpu_ms:.3f},{detect_ms:.3f},{len(faces)},"
                   f"{'' if best is None else f'{best:.4f}'}")
         sys.stdout.flush()
 
