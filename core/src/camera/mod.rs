@@ -216,8 +216,7 @@ pub(crate) fn open_device(path: &Path) -> Result<Device, SourceError> {
 }
 
 fn fd_of(device: &Device) -> BorrowedFd<'_> {
-    // SAFETY: the descriptor belongs to `device`, which outlives the returned borrow.
-    unsafe { BorrowedFd::borrow_raw(device.handle().fd()) }
+    stream::borrow_fd(device)
 }
 
 /// The node's capabilities, checked to be a single-planar streaming capture node.

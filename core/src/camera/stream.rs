@@ -291,6 +291,13 @@ pub fn monotonic_now() -> Duration {
     )
 }
 
+/// The descriptor of a v4l device, borrowed for as long as the device lives.
+pub fn borrow_fd(device: &v4l::Device) -> BorrowedFd<'_> {
+    // SAFETY: the descriptor belongs to `device` (v4l closes it when the last handle drops), and
+    // the borrow cannot outlive `device`.
+    unsafe { BorrowedFd::borrow_raw(device.handle().fd()) }
+}
+
 /// Set close-on-exec on a descriptor v4l opened without it, so a program the PAM host starts
 /// (sudo's command) never inherits the camera.
 pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
