@@ -17,7 +17,6 @@ use facekey_config::Config;
 
 use crate::decision::{self, Outcome, Unavailable};
 use crate::engine::EngineCache;
-use crate::frame;
 use crate::ratelimit::{Limited, RateLimitError, RateLimiter, Settlement};
 use crate::store::{Store, UserName};
 
@@ -260,12 +259,12 @@ pub fn attempt(
         Err(e) => return Verdict::RateLimitBroken(e),
     };
     on_start();
-    let spec = config.camera.source.clone();
+    let camera = config.clone();
     let outcome = decision::authenticate_before(
         user.as_str(),
         config,
         engines,
-        Box::new(move || frame::open_source(&spec)),
+        Box::new(move || decision::open_configured_source(&camera)),
         input.deadline,
         decision::DEADLINE_GRACE,
     );

@@ -399,12 +399,12 @@ fn auth(config_path: Option<&Path>, user: &UserArg, source: Option<&str>) -> Cli
     // The same deadline-bounded decision the PAM module runs (without its PAM-only policy: service,
     // remote session, rate limit). The engine cache lives as long as this one-shot process.
     let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
-    let spec = config.camera.source.clone();
+    let camera = config.clone();
     let outcome = decision::authenticate_before(
         user.as_str(),
         &config,
         engines,
-        Box::new(move || frame::open_source(&spec)),
+        Box::new(move || decision::open_configured_source(&camera)),
         decision::deadline_from(&config),
         decision::DEADLINE_GRACE,
     );
