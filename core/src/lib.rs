@@ -4,6 +4,9 @@
 //! (150x150 chip) -> [`embed`] (dlib ResNet, 128-d) -> [`decision`] (distance to the user's enrolled
 //! samples in [`store`]). [`models`] reads the model files through [`trust`] and verifies their hashes.
 //! The PAM module and the CLI both decide through [`decision::authenticate`].
+//!
+//! Unsafe code is denied here except in `camera::stream`, the one place that maps V4L2 buffers.
+#![deny(unsafe_code)]
 
 pub mod align;
 pub mod camera;

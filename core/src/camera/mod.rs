@@ -17,6 +17,8 @@
 
 pub mod devices;
 pub mod negotiate;
+// The V4L2 ioctls and buffer mappings: the only unsafe code in the engine.
+#[allow(unsafe_code)]
 mod stream;
 
 use std::io;
