@@ -5,6 +5,7 @@
 //! (more with `-v`), never a panic.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod camera_cmds;
 mod demo;
 mod users;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::engine::Engine;
 use facekey_core::frame::{self, FrameSource};
@@ -24,7 +25,7 @@ use facekey_core::{decision, EngineCache, Outcome};
 
 /// Face unlock for Linux: enrol faces and test the decision the PAM module takes.
 #[derive(Parser, Debug)]
-#[command(name = "facekey", version, about, long_about = None)]
+#[command(name = "facekey", version, about, long_about = None, after_long_help = admin::after_long_help())]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, value_name = "PATH")]
@@ -83,6 +84,18 @@ enum Command {
     Test(camera_cmds::TestArgs),
     /// Save one frame from the camera as a PNG.
     Snapshot(camera_cmds::SnapshotArgs),
+    /// Check camera, models, configuration, enrolments and PAM set-up; say how to fix each problem.
+    Doctor(admin::DoctorArgs),
+    /// Show the effective configuration, or check it.
+    #[command(subcommand)]
+    Config(admin::ConfigCommand),
+    /// Turn face authentication on again ([general] disabled = false); PAM files are not touched.
+    Enable,
+    /// Turn face authentication off for everyone ([general] disabled = true); the password still works.
+    Disable,
+    /// Write the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(admin::GenerateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +180,11 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Devices { json } => camera_cmds::devices(&config()?, *json),
         Command::Test(args) => camera_cmds::test(cli.config.as_deref(), args),
         Command::Snapshot(args) => camera_cmds::snapshot(cli.config.as_deref(), args),
+        Command::Doctor(args) => admin::doctor(cli.config.as_deref(), args),
+        Command::Config(command) => admin::config(cli.config.as_deref(), command),
+        Command::Enable => admin::switch(cli.config.as_deref(), false),
+        Command::Disable => admin::switch(cli.config.as_deref(), true),
+        Command::Generate(args) => admin::generate(Cli::command(), args),
     }
 }
 
