@@ -1,89 +1,21 @@
 //! `facekey devices`, `facekey test` and `facekey snapshot` end to end: the real binary, real
 //! faces replayed from files (these machines have no camera), real PNGs on disk.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn chips(person: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data/faces/johns")
-        .join(person);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
-}
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+use common::{chips, text, Env};
 
 fn file_source(paths: &[&Path]) -> String {
-    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    format!("file:{}", list.join(","))
+    common::file_source(paths)
 }
 
-/// A private configuration, store and output folder.
-struct Env {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Env {
-    fn new(extra: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let config = dir.path().join("config.toml");
-        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        std::fs::write(
-            &config,
-            format!(
-                "[storage]\nfaces_dir = \"{}\"\n[models]\ndir = \"{}\"\n{extra}",
-                dir.path().join("faces").display(),
-                models.canonicalize().unwrap().display()
-            ),
-        )
-        .unwrap();
-        Env { dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_facekey"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        out
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn enrol_simm(&self) {
-        let files = chips("John_Simm");
-        let source = file_source(&[&files[0], &files[1], &files[2]]);
-        let out = self.run(&[
-            "add",
-            "--user",
-            "root",
-            "--source",
-            &source,
-            "--samples",
-            "3",
-        ]);
-        assert!(out.status.success(), "{}", text(&out));
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn enrol_simm(env: &Env) {
+    let out = env.enrol("root", "John_Simm");
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 fn frame_lines(o: &Output) -> Vec<String> {
@@ -114,7 +46,7 @@ fn devices_lists_what_there_is_and_names_the_configured_source() {
 #[test]
 fn test_prints_a_line_per_frame_and_the_decision_then_writes_an_annotated_png() {
     let env = Env::new("");
-    env.enrol_simm();
+    enrol_simm(&env);
     let other = chips("John_Salley");
     let simm = chips("John_Simm");
     let source = file_source(&[&other[0], &simm[10]]);
@@ -144,7 +76,7 @@ fn test_prints_a_line_per_frame_and_the_decision_then_writes_an_annotated_png() 
         );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("Decision: matched 'root'"), "{stdout}");
+    assert!(stdout.contains("Decision: matched 'John_Simm'"), "{stdout}");
     assert!(stdout.contains("Source: replay of 2 images"), "{stdout}");
     // The picture: the chip's size, private, with the green box of the match drawn on it.
     let mode = std::fs::metadata(&png).unwrap().permissions().mode();
@@ -159,7 +91,7 @@ fn test_prints_a_line_per_frame_and_the_decision_then_writes_an_annotated_png() 
 #[test]
 fn test_shows_an_unchanging_face_refused() {
     let env = Env::new("[matching]\nrequired_matches = 2\n");
-    env.enrol_simm();
+    enrol_simm(&env);
     let simm = chips("John_Simm");
     let source = file_source(&[&simm[10], &simm[10], &simm[10]]);
     let out = env.run(&["test", "--user", "root", "--source", &source]);
@@ -182,7 +114,7 @@ fn test_shows_an_unchanging_face_refused() {
 #[test]
 fn test_counts_dark_frames() {
     let env = Env::new("");
-    env.enrol_simm();
+    enrol_simm(&env);
     let dark = env.path("dark.png");
     image::RgbImage::from_pixel(150, 150, image::Rgb([8, 8, 8]))
         .save(&dark)
@@ -221,7 +153,7 @@ fn test_without_an_enrolment_shows_the_frames_and_exits_2() {
 #[test]
 fn test_on_a_missing_camera_is_unavailable_with_the_reason() {
     let env = Env::new("");
-    env.enrol_simm();
+    enrol_simm(&env);
     let out = env.run(&["test", "--user", "root", "--source", "v4l2:/dev/video-none"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -234,7 +166,7 @@ fn test_on_a_missing_camera_is_unavailable_with_the_reason() {
 #[test]
 fn a_file_that_is_not_a_camera_is_refused_by_name() {
     let env = Env::new("");
-    env.enrol_simm();
+    enrol_simm(&env);
     let out = env.run(&["test", "--user", "root", "--source", "v4l2:/dev/null"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(

@@ -1,98 +1,19 @@
 //! The `facekey` binary end to end: real images, a real store on disk, real exit codes.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{chips, file_source, repo, stderr, stdout, Env};
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data/faces")
-        .join(rel)
+    repo("tests/data/faces").join(rel)
 }
 
-fn chips(person: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(data(&format!("johns/{person}")))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
-}
-
-fn file_source(paths: &[PathBuf]) -> String {
-    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    format!("file:{}", list.join(","))
-}
-
-/// A private configuration and store.
-struct Env {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env::with_extra("")
-    }
-
-    fn with_extra(extra: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let config = dir.path().join("config.toml");
-        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        std::fs::write(
-            &config,
-            format!(
-                "[storage]\nfaces_dir = \"{}\"\n[models]\ndir = \"{}\"\n{extra}",
-                dir.path().join("faces").display(),
-                models.canonicalize().unwrap().display()
-            ),
-        )
-        .unwrap();
-        Env { dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_facekey"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-            "{stderr}"
-        );
-        out
-    }
-
-    fn store_file(&self, user: &str) -> PathBuf {
-        self.dir.path().join("faces").join(format!("{user}.toml"))
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn enrol(env: &Env, user: &str, person: &str) -> Output {
-    let source = file_source(&chips(person)[..3]);
-    env.run(&[
-        "add",
-        "--user",
-        user,
-        "--label",
-        person,
-        "--source",
-        &source,
-        "--samples",
-        "3",
-    ])
+fn enrol(env: &Env, user: &str, person: &str) -> std::process::Output {
+    env.enrol(user, person)
 }
 
 #[test]
@@ -111,7 +32,7 @@ fn demo_matches_the_same_person_and_rejects_another() {
 
 #[test]
 fn add_list_auth_remove_clear_round_trip() {
-    let env = Env::new();
+    let env = Env::new("");
     let out = enrol(&env, "root", "John_Simm");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -184,7 +105,7 @@ fn add_list_auth_remove_clear_round_trip() {
 
 #[test]
 fn add_refuses_frames_without_exactly_one_face_and_stores_nothing() {
-    let env = Env::new();
+    let env = Env::new("");
     let dogs = file_source(&[data("photos/dogs.jpg")]);
     let out = env.run(&["add", "--user", "root", "--source", &dogs, "--samples", "1"]);
     assert_eq!(out.status.code(), Some(2));
@@ -214,7 +135,7 @@ fn add_refuses_frames_without_exactly_one_face_and_stores_nothing() {
 
 #[test]
 fn auth_with_no_face_in_view_exits_1() {
-    let env = Env::new();
+    let env = Env::new("");
     assert!(enrol(&env, "root", "John_Simm").status.success());
     let dogs = file_source(&[data("photos/dogs.jpg")]);
     let out = env.run(&["auth", "--user", "root", "--source", &dogs]);
@@ -224,7 +145,7 @@ fn auth_with_no_face_in_view_exits_1() {
 
 #[test]
 fn any_enrolled_face_among_several_in_the_frame_counts() {
-    let env = Env::new();
+    let env = Env::new("");
     assert!(enrol(&env, "root", "John_Simm").status.success());
     // A frame with a stranger on the left and the enrolled person on the right.
     let mut canvas = image::RgbImage::from_pixel(400, 220, image::Rgb([90, 90, 90]));
@@ -245,7 +166,7 @@ fn any_enrolled_face_among_several_in_the_frame_counts() {
 
 #[test]
 fn unknown_and_hostile_user_names_are_refused() {
-    let env = Env::new();
+    let env = Env::new("");
     for name in ["no_such_user_facekey", "../root", "a/b"] {
         let out = env.run(&["list", "--user", name]);
         assert_eq!(out.status.code(), Some(2), "{name}");
@@ -257,7 +178,7 @@ fn unknown_and_hostile_user_names_are_refused() {
 
 #[test]
 fn malformed_config_is_refused_naming_file_line_and_key() {
-    let env = Env::with_extra("[detection]\nmax_hieght = 10\n");
+    let env = Env::new("[detection]\nmax_hieght = 10\n");
     let out = env.run(&["auth", "--user", "root"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -269,7 +190,7 @@ fn malformed_config_is_refused_naming_file_line_and_key() {
 
 #[test]
 fn world_writable_config_is_refused() {
-    let env = Env::new();
+    let env = Env::new("");
     std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = env.run(&["auth", "--user", "root"]);
     assert_eq!(out.status.code(), Some(2));
@@ -278,7 +199,7 @@ fn world_writable_config_is_refused() {
 
 #[test]
 fn corrupt_enrolment_is_unavailable_and_left_untouched() {
-    let env = Env::new();
+    let env = Env::new("");
     assert!(enrol(&env, "root", "John_Simm").status.success());
     let path = env.store_file("root");
     std::fs::write(&path, "format = 1\nuser = \"root\"\n[embedder\n").unwrap();
@@ -294,7 +215,7 @@ fn corrupt_enrolment_is_unavailable_and_left_untouched() {
 
 #[test]
 fn clear_without_yes_on_a_pipe_refuses() {
-    let env = Env::new();
+    let env = Env::new("");
     assert!(enrol(&env, "root", "John_Simm").status.success());
     let out = env.run(&["clear", "--user", "root"]);
     assert_eq!(out.status.code(), Some(2));
@@ -303,7 +224,7 @@ fn clear_without_yes_on_a_pipe_refuses() {
 
 #[test]
 fn missing_source_is_unavailable() {
-    let env = Env::new();
+    let env = Env::new("");
     assert!(enrol(&env, "root", "John_Simm").status.success());
     let out = env.run(&[
         "auth",
