@@ -136,7 +136,7 @@ impl Letterbox {
         }
     }
 
-    fn to_frame(&self, x: f32, y: f32) -> [f32; 2] {
+    fn to_frame(self, x: f32, y: f32) -> [f32; 2] {
         [
             (x - self.offset_x as f32) / self.scale,
             (y - self.offset_y as f32) / self.scale,
