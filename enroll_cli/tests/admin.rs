@@ -10,18 +10,8 @@ use std::process::{Command, Output};
 
 use facekey_config::Config;
 
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
-
-fn chip(person: &str, index: usize) -> PathBuf {
-    let mut v: Vec<PathBuf> = fs::read_dir(repo(&format!("tests/data/faces/johns/{person}")))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v[index].clone()
-}
+mod common;
+use common::{chip, repo};
 
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
@@ -111,15 +101,7 @@ impl System {
     }
 
     fn facekey(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_facekey"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        out
+        common::facekey(&self.config, args)
     }
 
     fn doctor(&self) -> Output {

@@ -11,6 +11,11 @@ pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
+/// The `index`-th chip (in name order) of one johns identity.
+pub fn chip(person: &str, index: usize) -> PathBuf {
+    chips(person)[index].clone()
+}
+
 /// The chips of one johns identity, sorted by name.
 pub fn chips(person: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(repo(&format!("tests/data/faces/johns/{person}")))
@@ -28,6 +33,22 @@ pub fn file_source<P: AsRef<Path>>(paths: &[P]) -> String {
         .map(|p| p.as_ref().display().to_string())
         .collect();
     format!("file:{}", list.join(","))
+}
+
+/// Run `facekey --config CONFIG ARGS`; it must never panic (no panic message, no backtrace hint).
+pub fn facekey(config: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_facekey"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    out
 }
 
 /// A private configuration (store inside a temp dir, the repository's models, plus `extra` TOML).
@@ -55,18 +76,7 @@ impl Env {
 
     /// Run `facekey --config CONFIG ARGS`; it must never panic.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_facekey"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-            "{stderr}"
-        );
-        out
+        facekey(&self.config, args)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
