@@ -192,20 +192,60 @@ pub fn authenticate_observed(
     if config.general.disabled {
         return Outcome::Unavailable(Unavailable::Disabled);
     }
-    let user = match UserName::new(user) {
-        Ok(u) => u,
-        Err(e) => return Outcome::Unavailable(Unavailable::BadUser(e.to_string())),
-    };
+    match load_enrolled(user, config) {
+        Ok(enrolled) => authenticate_enrolled(
+            enrolled,
+            config,
+            engines,
+            open_source,
+            started,
+            deadline,
+            observer,
+        ),
+        Err(unavailable) => Outcome::Unavailable(unavailable),
+    }
+}
+
+/// A user and their enrolment, read before anything expensive.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub user: UserName,
+    /// The store file it came from (for messages).
+    pub path: std::path::PathBuf,
+    pub enrolment: Enrolment,
+}
+
+/// Validate the user name and read the user's enrolment through the store's trust checks. A user
+/// with no samples is [`Unavailable::NoEnrolment`]; this costs one small file read, so callers do it
+/// before anything expensive (the PAM module before the rate limit and the camera).
+pub fn load_enrolled(user: &str, config: &Config) -> Result<Enrolled, Unavailable> {
+    let user = UserName::new(user).map_err(|e| Unavailable::BadUser(e.to_string()))?;
     let store = Store::new(&config.storage.faces_dir);
-    let enrolment = match store.load(&user) {
-        Ok(Some(e)) if !e.samples.is_empty() => e,
-        Ok(_) => {
-            return Outcome::Unavailable(Unavailable::NoEnrolment {
-                user: user.to_string(),
-            })
-        }
-        Err(e) => return Outcome::Unavailable(e.into()),
-    };
+    match store.load(&user)? {
+        Some(enrolment) if !enrolment.samples.is_empty() => Ok(Enrolled {
+            path: store.path_for(&user),
+            user,
+            enrolment,
+        }),
+        _ => Err(Unavailable::NoEnrolment {
+            user: user.to_string(),
+        }),
+    }
+}
+
+/// [`authenticate_observed`] for an enrolment already read with [`load_enrolled`].
+fn authenticate_enrolled(
+    enrolled: Enrolled,
+    config: &Config,
+    engines: &EngineCache,
+    open_source: &mut dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    started: Instant,
+    deadline: Instant,
+    observer: &mut dyn FnMut(&FrameReport<'_>),
+) -> Outcome {
+    let Enrolled {
+        path, enrolment, ..
+    } = enrolled;
     // The models load on another thread while the source opens here; once the source knows its frame
     // size, the detector is planned for it on the loading thread, beside the embedder.
     let (size_tx, size_rx) = std::sync::mpsc::sync_channel::<Option<(u32, u32)>>(1);
@@ -236,7 +276,7 @@ pub fn authenticate_observed(
     }
     if enrolment.embedder != *engine.embedder.id() {
         return Outcome::Unavailable(Unavailable::Store(StoreError::ForeignEmbedder {
-            path: store.path_for(&user),
+            path,
             found: enrolment.embedder.clone(),
             expected: engine.embedder.id().clone(),
         }));
@@ -468,14 +508,51 @@ pub fn authenticate_before(
     deadline: Instant,
     grace: Duration,
 ) -> Outcome {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (user, worker_config) = (user.to_owned(), config.clone());
+    run_before(config, deadline, grace, move || {
+        authenticate(&user, &worker_config, engines, &mut *open_source, deadline)
+    })
+}
+
+/// [`authenticate_before`] for an enrolment the caller already read with [`load_enrolled`] (the PAM
+/// module reads it before the rate limit), so it is not read twice. The caller has checked
+/// `general.disabled` (see `policy::check`).
+pub fn authenticate_enrolled_before(
+    enrolled: Enrolled,
+    config: &Config,
+    engines: &'static EngineCache,
+    mut open_source: Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>,
+    deadline: Instant,
+    grace: Duration,
+) -> Outcome {
+    let started = Instant::now();
+    let worker_config = config.clone();
+    run_before(config, deadline, grace, move || {
+        authenticate_enrolled(
+            enrolled,
+            &worker_config,
+            engines,
+            &mut *open_source,
+            started,
+            deadline,
+            &mut |_| {},
+        )
+    })
+}
+
+/// Run `decision` on a worker thread and return its outcome, or give up at `deadline + grace`.
+fn run_before(
+    config: &Config,
+    deadline: Instant,
+    grace: Duration,
+    decision: impl FnOnce() -> Outcome + Send + 'static,
+) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let spawned = std::thread::Builder::new()
         .name("facekey-decision".into())
         .spawn(move || {
-            let outcome = authenticate(&user, &worker_config, engines, &mut *open_source, deadline);
             // The receiver is gone when the caller stopped waiting: the outcome is no longer wanted.
-            let _ = tx.send(outcome);
+            let _ = tx.send(decision());
         });
     if let Err(e) = spawned {
         return Outcome::Unavailable(Unavailable::Internal(format!(

@@ -15,10 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use facekey_config::Config;
 
-use crate::decision::{self, Outcome, Unavailable};
+use crate::decision::{self, Outcome};
 use crate::engine::EngineCache;
 use crate::ratelimit::{Limited, RateLimitError, RateLimiter, Settlement};
-use crate::store::{Store, UserName};
 
 /// What the caller knows about the request, from PAM items (never from the environment).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -235,20 +234,12 @@ pub fn attempt(
         outcome,
         bookkeeping: None,
     };
-    let user = match UserName::new(input.user) {
-        Ok(user) => user,
-        Err(e) => return decided(Outcome::Unavailable(Unavailable::BadUser(e.to_string()))),
-    };
     // Cheap before anything else: a user with no enrolment costs one file lookup.
-    match Store::new(&config.storage.faces_dir).load(&user) {
-        Ok(Some(e)) if !e.samples.is_empty() => {}
-        Ok(_) => {
-            return decided(Outcome::Unavailable(Unavailable::NoEnrolment {
-                user: user.to_string(),
-            }))
-        }
-        Err(e) => return decided(Outcome::Unavailable(e.into())),
-    }
+    let enrolled = match decision::load_enrolled(input.user, config) {
+        Ok(enrolled) => enrolled,
+        Err(unavailable) => return decided(Outcome::Unavailable(unavailable)),
+    };
+    let user = enrolled.user.clone();
     let limiter = match RateLimiter::open(&config.rate_limit) {
         Ok(limiter) => limiter,
         Err(e) => return Verdict::RateLimitBroken(e),
@@ -260,8 +251,8 @@ pub fn attempt(
     };
     on_start();
     let camera = config.clone();
-    let outcome = decision::authenticate_before(
-        user.as_str(),
+    let outcome = decision::authenticate_enrolled_before(
+        enrolled,
         config,
         engines,
         Box::new(move || decision::open_configured_source(&camera)),
