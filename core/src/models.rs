@@ -149,29 +149,18 @@ pub type Plan = Arc<TypedRunnableModel>;
 pub fn build_plan(bytes: Vec<u8>, path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
     let proto = parse_proto(&bytes, path)?;
     drop(bytes);
-    let invalid = |e: TractError| ModelError::Invalid {
-        path: path.to_path_buf(),
-        reason: format!("{e:#}"),
-    };
     let model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
-        .map_err(invalid)?;
+        .map_err(invalid(path))?;
     drop(proto);
-    model
-        .with_input_fact(0, f32::fact(input_shape).into())
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(invalid)
+    optimise(model, path, input_shape)
 }
 
 /// Parse verified bytes into a protobuf once, for models that are planned for several input shapes.
 pub fn parse_proto(bytes: &[u8], path: &Path) -> Result<ModelProto, ModelError> {
     let mut proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
-        .map_err(|e| ModelError::Invalid {
-            path: path.to_path_buf(),
-            reason: format!("{e:#}"),
-        })?;
+        .map_err(invalid(path))?;
     fold_quantisation(&mut proto).map_err(|reason| ModelError::Invalid {
         path: path.to_path_buf(),
         reason,
@@ -185,16 +174,27 @@ pub fn plan_proto(
     path: &Path,
     input_shape: &[usize],
 ) -> Result<Plan, ModelError> {
-    let invalid = |e: TractError| ModelError::Invalid {
-        path: path.to_path_buf(),
-        reason: format!("{e:#}"),
-    };
-    tract_onnx::onnx()
+    let model = tract_onnx::onnx()
         .model_for_proto_model(proto)
-        .and_then(|m| m.with_input_fact(0, f32::fact(input_shape).into()))
+        .map_err(invalid(path))?;
+    optimise(model, path, input_shape)
+}
+
+/// Fix the input shape, optimise, make runnable.
+fn optimise(model: InferenceModel, path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
+    model
+        .with_input_fact(0, f32::fact(input_shape).into())
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
-        .map_err(invalid)
+        .map_err(invalid(path))
+}
+
+/// A tract error about the model at `path`.
+fn invalid(path: &Path) -> impl Fn(TractError) -> ModelError + '_ {
+    move |e| ModelError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("{e:#}"),
+    }
 }
 
 // ONNX TensorProto data types used by QDQ graphs.
