@@ -6,12 +6,13 @@
 //! canvas so the detector sees the whole face with some context. Boxes and landmarks come back in the
 //! coordinates of the original frame.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use facekey_config::Config;
 use image::RgbImage;
-use tract_onnx::pb::ModelProto;
+use tract_onnx::pb::{type_proto, ModelProto, NodeProto, TensorProto, TypeProto};
 use tract_onnx::prelude::*;
 
 use crate::models::{self, ModelError, Plan};
@@ -60,6 +61,12 @@ const MIN_CANVAS: u32 = 224;
 /// YuNet's coarsest stride: canvas sides must be multiples of it.
 const ALIGN: u32 = 32;
 const STRIDES: [usize; 3] = [8, 16, 32];
+/// YuNet's heads, in the order of `Detector::outputs`: name prefix and channel count. An output is
+/// named `{prefix}_{stride}` and holds, per anchor, a class logit, an objectness logit, a box
+/// (centre offset and log size, in strides) or five landmarks (offsets, in strides).
+const HEADS: [(&str, usize); 4] = [("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)];
+/// ONNX TensorProto data type of f32.
+const ONNX_FLOAT: i32 = 1;
 /// How many input shapes keep an optimised plan (a camera uses one; photos of many sizes use more).
 const PLAN_CACHE: usize = 4;
 
@@ -88,7 +95,8 @@ impl DetectorSettings {
 pub struct Detector {
     proto: ModelProto,
     path: PathBuf,
-    /// Index of each output (cls, obj, bbox, kps) x stride in the model's output list.
+    /// Index of each head output (cls, obj, bbox, kps) x stride in the model's output list. Each is
+    /// the head convolution's raw NCHW output, [1, C, H / stride, W / stride] (see `cut_heads`).
     outputs: [[usize; 3]; 4],
     plans: Mutex<Vec<((u32, u32), Plan)>>,
     pub settings: DetectorSettings,
@@ -145,30 +153,16 @@ impl Letterbox {
 }
 
 impl Detector {
-    /// Read the detector named by the configuration (trust and hash checked) and parse it.
+    /// Read the detector named by the configuration (trust and hash checked), parse it, and cut its
+    /// output post-processing off the graph (`cut_heads`).
     pub fn load(config: &Config) -> Result<Detector, ModelError> {
         let location = models::detector_location(config);
         let bytes = models::read_verified(&location)?;
-        let proto = models::parse_proto(&bytes, &location.path)?;
-        let names: Vec<String> = proto
-            .graph
-            .as_ref()
-            .map(|g| g.output.iter().map(|o| o.name.clone()).collect())
-            .unwrap_or_default();
-        let mut outputs = [[0usize; 3]; 4];
-        for (k, kind) in ["cls", "obj", "bbox", "kps"].iter().enumerate() {
-            for (s, stride) in STRIDES.iter().enumerate() {
-                let name = format!("{kind}_{stride}");
-                outputs[k][s] =
-                    names
-                        .iter()
-                        .position(|n| *n == name)
-                        .ok_or_else(|| ModelError::Invalid {
-                            path: location.path.clone(),
-                            reason: format!("no output '{name}': not a YuNet detector"),
-                        })?;
-            }
-        }
+        let mut proto = models::parse_proto(&bytes, &location.path)?;
+        let outputs = cut_heads(&mut proto).map_err(|reason| ModelError::Invalid {
+            path: location.path.clone(),
+            reason: format!("not a YuNet detector: {reason}"),
+        })?;
         Ok(Detector {
             proto,
             path: location.path,
@@ -201,6 +195,11 @@ impl Detector {
         Ok(plan)
     }
 
+    /// The graph each canvas size is planned from (heads already cut off).
+    pub fn graph(&self) -> &ModelProto {
+        &self.proto
+    }
+
     /// The canvas sizes that have an optimised plan, least recently used first.
     pub fn planned_sizes(&self) -> Vec<(u32, u32)> {
         let plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
@@ -229,48 +228,54 @@ impl Detector {
         Ok(faces)
     }
 
+    /// Faces from the raw head outputs. Scores come from cls and obj alone; the box and landmarks
+    /// are read only for the few anchors whose score passes the threshold.
     fn decode(&self, outputs: &[TValue], lb: &Letterbox) -> Result<Vec<Face>, DetectError> {
-        let view = |i: usize| -> Result<&[f32], DetectError> {
-            outputs
-                .get(i)
-                .ok_or_else(|| DetectError(format!("missing output {i}")))?
-                .to_plain_array_view::<f32>()
-                .map_err(|e| DetectError(format!("{e:#}")))?
-                .to_slice()
-                .ok_or_else(|| DetectError(format!("output {i} is not contiguous")))
-        };
+        let threshold = self.settings.score_threshold;
         let mut faces = Vec::new();
         for (s, &stride) in STRIDES.iter().enumerate() {
             let cols = lb.canvas_w as usize / stride;
             let rows = lb.canvas_h as usize / stride;
             let n = rows * cols;
-            let cls = view(self.outputs[0][s])?;
-            let obj = view(self.outputs[1][s])?;
-            let bbox = view(self.outputs[2][s])?;
-            let kps = view(self.outputs[3][s])?;
-            if cls.len() < n || obj.len() < n || bbox.len() < n * 4 || kps.len() < n * 10 {
-                return Err(DetectError(format!(
-                    "output of stride {stride} has the wrong size"
-                )));
-            }
+            // Channel k of the anchor at row r, column c (i = r * cols + c) is at k * n + i.
+            let head = |k: usize| -> Result<&[f32], DetectError> {
+                let (kind, channels) = HEADS[k];
+                let i = self.outputs[k][s];
+                let tensor = outputs
+                    .get(i)
+                    .ok_or_else(|| DetectError(format!("missing output {i}")))?;
+                if tensor.shape() != [1, channels, rows, cols] {
+                    return Err(DetectError(format!(
+                        "output {kind}_{stride} is {:?}, not [1, {channels}, {rows}, {cols}]",
+                        tensor.shape()
+                    )));
+                }
+                tensor
+                    .to_plain_array_view::<f32>()
+                    .map_err(|e| DetectError(format!("{e:#}")))?
+                    .to_slice()
+                    .ok_or_else(|| DetectError(format!("output {kind}_{stride} is not contiguous")))
+            };
+            let (cls, obj, bbox, kps) = (head(0)?, head(1)?, head(2)?, head(3)?);
             let st = stride as f32;
             for i in 0..n {
-                let score = (cls[i].clamp(0.0, 1.0) * obj[i].clamp(0.0, 1.0)).sqrt();
-                if score < self.settings.score_threshold {
+                let score =
+                    (sigmoid(cls[i]).clamp(0.0, 1.0) * sigmoid(obj[i]).clamp(0.0, 1.0)).sqrt();
+                if score < threshold {
                     continue;
                 }
                 let (r, c) = ((i / cols) as f32, (i % cols) as f32);
-                let b = &bbox[i * 4..i * 4 + 4];
-                let cx = (c + b[0]) * st;
-                let cy = (r + b[1]) * st;
-                let bw = b[2].exp() * st;
-                let bh = b[3].exp() * st;
+                let b = |k: usize| bbox[k * n + i];
+                let cx = (c + b(0)) * st;
+                let cy = (r + b(1)) * st;
+                let bw = b(2).exp() * st;
+                let bh = b(3).exp() * st;
                 let [x0, y0] = lb.to_frame(cx - bw / 2.0, cy - bh / 2.0);
                 let [x1, y1] = lb.to_frame(cx + bw / 2.0, cy + bh / 2.0);
-                let k = &kps[i * 10..i * 10 + 10];
+                let k = |k: usize| kps[k * n + i];
                 let mut landmarks = [[0.0f32; 2]; 5];
                 for (j, lm) in landmarks.iter_mut().enumerate() {
-                    *lm = lb.to_frame((k[2 * j] + c) * st, (k[2 * j + 1] + r) * st);
+                    *lm = lb.to_frame((k(2 * j) + c) * st, (k(2 * j + 1) + r) * st);
                 }
                 if [x0, y0, x1, y1].iter().all(|v| v.is_finite()) {
                     faces.push(Face {
@@ -282,6 +287,167 @@ impl Detector {
             }
         }
         Ok(faces)
+    }
+}
+
+/// The logistic function, which the graph applied to the cls and obj logits before `cut_heads`.
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Make the head convolutions the graph's outputs.
+///
+/// YuNet ends each of its 12 heads (cls, obj, bbox, kps at strides 8, 16, 32) with
+/// Conv -> Transpose (NCHW to NHWC) -> Reshape ([1, anchors, C]), and a Sigmoid for cls and obj.
+/// Those nodes only reorder values and squash scores: `decode` can as well read the NCHW values in
+/// place and apply the sigmoid itself. In the graph, tract pays for them at every plan (several
+/// rewrite patches each: 5-6 ms of the ~45 ms a 448x320 plan costs, on every login) and runs them
+/// on every frame (3-5% of a detection). So each head's Conv now writes the graph output itself,
+/// raw NCHW, under the output's name (`cls_8` ... `kps_32`), and the nodes after it, with the
+/// constants only they read, are removed. Returns where each head (kind x stride) is in the output
+/// list.
+///
+/// Each head is found by walking back from its named output, so a graph of another shape is
+/// refused with the reason rather than decoded wrongly.
+fn cut_heads(proto: &mut ModelProto) -> Result<[[usize; 3]; 4], String> {
+    let graph = proto.graph.as_mut().ok_or("the file holds no graph")?;
+    let producers: HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for input in graph.node.iter().flat_map(|n| n.input.iter()) {
+        *readers.entry(input.as_str()).or_default() += 1;
+    }
+    let graph_outputs: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let mut outputs = [[0usize; 3]; 4];
+    let mut cut = vec![false; graph.node.len()];
+    // (head Conv, output name) of each head.
+    let mut heads: Vec<(usize, String)> = Vec::with_capacity(12);
+    for (k, &(kind, channels)) in HEADS.iter().enumerate() {
+        for (s, stride) in STRIDES.iter().enumerate() {
+            let name = format!("{kind}_{stride}");
+            outputs[k][s] = graph
+                .output
+                .iter()
+                .position(|o| o.name == name)
+                .ok_or_else(|| format!("no output '{name}'"))?;
+            // What computes the output, from the output back to the head's Conv.
+            let chain: &[&str] = if channels == 1 {
+                &["Sigmoid", "Reshape", "Transpose"]
+            } else {
+                &["Reshape", "Transpose"]
+            };
+            let mut tensor = name.as_str();
+            for &op in chain.iter().chain(&["Conv"]) {
+                let i = *producers
+                    .get(tensor)
+                    .filter(|&&i| graph.node[i].op_type == op)
+                    .ok_or_else(|| {
+                        format!("'{name}' is not computed by Conv -> {}", chain_text(chain))
+                    })?;
+                // Everything from the Conv on must serve this output alone: the output itself is
+                // read by no node, each tensor before it only by the next node of the chain.
+                let sole_use = if tensor == name {
+                    !readers.contains_key(tensor)
+                } else {
+                    readers.get(tensor) == Some(&1) && !graph_outputs.contains(tensor)
+                };
+                if !sole_use {
+                    return Err(format!("'{tensor}' (of '{name}') is also used elsewhere"));
+                }
+                let node = &graph.node[i];
+                if op == "Conv" {
+                    check_head_conv(node, channels, &graph.initializer)
+                        .map_err(|e| format!("'{name}': {e}"))?;
+                    heads.push((i, name.clone()));
+                    break;
+                }
+                if op == "Transpose" && !is_nchw_to_nhwc(node) {
+                    return Err(format!(
+                        "'{name}': Transpose '{}' is not NCHW to NHWC",
+                        node.name
+                    ));
+                }
+                cut[i] = true;
+                tensor = node.input.first().map(String::as_str).unwrap_or_default();
+            }
+        }
+    }
+
+    for (conv, name) in heads {
+        graph.node[conv].output[0] = name;
+    }
+    // Keep what the outputs still need, dropping with the cut nodes whatever only they read (the
+    // Reshape shapes, any Shape or Constant nodes before them): one pass from the outputs back, as
+    // ONNX lists nodes in topological order.
+    let mut live: HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let mut keep = vec![false; graph.node.len()];
+    for (i, node) in graph.node.iter().enumerate().rev() {
+        if !cut[i] && node.output.iter().any(|o| live.contains(o)) {
+            keep[i] = true;
+            live.extend(node.input.iter().cloned());
+        }
+    }
+    let mut keep = keep.into_iter();
+    graph.node.retain(|_| keep.next() == Some(true));
+    let dropped: HashSet<String> = graph
+        .initializer
+        .iter()
+        .filter(|t| !live.contains(&t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    graph.initializer.retain(|t| !dropped.contains(&t.name));
+    // Older exporters also list initialisers as graph inputs.
+    graph.input.retain(|i| !dropped.contains(&i.name));
+    graph.value_info.retain(|v| live.contains(&v.name));
+    // The outputs' declared [1, anchors, C] shapes no longer hold: declare f32 of any shape (tract
+    // infers the NCHW shapes from the convolutions).
+    for output in &mut graph.output {
+        output.r#type = Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: ONNX_FLOAT,
+                shape: None,
+            })),
+            ..Default::default()
+        });
+    }
+    Ok(outputs)
+}
+
+/// "Transpose -> Reshape -> Sigmoid", from the walk-back order.
+fn chain_text(chain: &[&str]) -> String {
+    chain.iter().rev().copied().collect::<Vec<_>>().join(" -> ")
+}
+
+/// Whether a Transpose turns NCHW into NHWC (the layout `decode` would otherwise have read).
+fn is_nchw_to_nhwc(node: &NodeProto) -> bool {
+    node.attribute
+        .iter()
+        .any(|a| a.name == "perm" && a.ints == [0, 2, 3, 1])
+}
+
+/// A head Conv must have a constant weight with `channels` output channels: that is what `decode`
+/// indexes by.
+fn check_head_conv(
+    node: &NodeProto,
+    channels: usize,
+    initializers: &[TensorProto],
+) -> Result<(), String> {
+    let weight = node
+        .input
+        .get(1)
+        .and_then(|w| initializers.iter().find(|t| t.name == *w))
+        .ok_or_else(|| format!("Conv '{}' has no constant weight", node.name))?;
+    match weight.dims.first() {
+        Some(&c) if c == channels as i64 => Ok(()),
+        other => Err(format!(
+            "Conv '{}' has {} output channels, expected {channels}",
+            node.name,
+            other.map_or("no".into(), |c| c.to_string())
+        )),
     }
 }
 
@@ -366,6 +532,82 @@ mod tests {
         assert_eq!((lb.offset_x, lb.offset_y), (0, 0));
         // A canvas point maps back to frame coordinates.
         assert_eq!(lb.to_frame(160.0, 160.0), [540.0, 540.0]);
+    }
+
+    /// The shipped detector, parsed.
+    fn yunet() -> ModelProto {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(models::DETECTOR.file_name);
+        models::parse_proto(&std::fs::read(&path).unwrap(), &path).unwrap()
+    }
+
+    #[test]
+    fn head_convolutions_become_the_outputs() {
+        let mut proto = yunet();
+        let outputs = cut_heads(&mut proto).unwrap();
+        let graph = proto.graph.unwrap();
+        // 106 nodes less 12 Transposes, 12 Reshapes and 6 Sigmoids; 112 initialisers less the 3
+        // Reshape shapes.
+        assert_eq!(graph.node.len(), 76);
+        assert_eq!(graph.initializer.len(), 109);
+        assert_eq!(graph.output.len(), 12);
+        for (k, (kind, _)) in HEADS.iter().enumerate() {
+            for (s, stride) in STRIDES.iter().enumerate() {
+                let name = format!("{kind}_{stride}");
+                assert_eq!(graph.output[outputs[k][s]].name, name);
+                let producers: Vec<_> = graph
+                    .node
+                    .iter()
+                    .filter(|n| n.output.contains(&name))
+                    .collect();
+                assert_eq!(producers.len(), 1, "{name}");
+                assert_eq!(producers[0].op_type, "Conv", "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_graph_of_another_shape_is_refused() {
+        // A head whose Transpose does something else.
+        let mut proto = yunet();
+        let graph = proto.graph.as_mut().unwrap();
+        let transpose = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "Transpose")
+            .unwrap();
+        transpose.attribute[0].ints = vec![0, 3, 1, 2];
+        let err = cut_heads(&mut proto).unwrap_err();
+        assert!(err.contains("is not NCHW to NHWC"), "{err}");
+
+        // A score without its Sigmoid.
+        let mut proto = yunet();
+        let graph = proto.graph.as_mut().unwrap();
+        graph.node.retain(|n| n.output != ["obj_16"]);
+        let reshape = graph.node.iter_mut().find(|n| n.output == ["339"]).unwrap();
+        reshape.output = vec!["obj_16".into()];
+        let err = cut_heads(&mut proto).unwrap_err();
+        assert!(
+            err.contains("'obj_16' is not computed by Conv -> Transpose -> Reshape -> Sigmoid"),
+            "{err}"
+        );
+
+        // An intermediate value something else reads too.
+        let mut proto = yunet();
+        let graph = proto.graph.as_mut().unwrap();
+        let relu = NodeProto {
+            op_type: "Relu".into(),
+            input: vec!["353".into()],
+            output: vec!["extra".into()],
+            ..Default::default()
+        };
+        graph.node.push(relu);
+        let err = cut_heads(&mut proto).unwrap_err();
+        assert!(
+            err.contains("'353' (of 'bbox_8') is also used elsewhere"),
+            "{err}"
+        );
     }
 
     #[test]
