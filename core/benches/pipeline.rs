@@ -134,7 +134,7 @@ fn the_face(detector: &Detector, image: &RgbImage) -> Face {
 /// The user's enrolment: the first `ENROLLED` chips of the person, analysed as `facekey add` does.
 fn enrolment(engine: &Engine) -> Enrolment {
     let user = UserName::new("bench").expect("user name");
-    let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+    let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
     for path in &chips()[..ENROLLED] {
         let faces = engine.analyse(&rgb(path)).expect("analyse");
         assert_eq!(faces.len(), 1, "{}: one face expected", path.display());
@@ -345,9 +345,8 @@ fn model_load<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
 
     // The detector's per-size plan (`Detector::prepare` -> `models::plan_proto`), split into tract's
     // steps, for the 448x320 canvas of a 640x480 frame at max_height 320.
-    let location = models::detector_location(&config);
-    let bytes = models::read_verified(&location).expect("read");
-    let proto = models::parse_proto(&bytes, &location.path).expect("proto");
+    let detector = Detector::load(&config).expect("detector");
+    let proto = detector.graph().clone();
     let shape = [1usize, 3, 320, 448];
     let onnx = tract_onnx::onnx();
     let inference = onnx.model_for_proto_model(&proto).expect("model");

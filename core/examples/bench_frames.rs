@@ -116,7 +116,11 @@ fn main() {
                 let Some(chip) = align::align(&image, face) else {
                     continue;
                 };
-                let embedding = engine.embedder.embed(&chip).expect("embedding");
+                let embedding = engine
+                    .embedder()
+                    .expect("embedder")
+                    .embed(&chip)
+                    .expect("embedding");
                 for sample in &samples {
                     best = best.min(embedding.distance(sample));
                 }

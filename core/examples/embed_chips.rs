@@ -72,7 +72,11 @@ fn main() {
             .to_rgb()
             .unwrap_or_else(|e| panic!("{file}: {e}"));
         let faces: Vec<String> = if args[1] == "chip" {
-            let embedding = engine.embedder.embed(&image).expect("embedding");
+            let embedding = engine
+                .embedder()
+                .expect("embedder")
+                .embed(&image)
+                .expect("embedding");
             let (w, h) = image.dimensions();
             vec![face_json([0.0, 0.0, w as f32, h as f32], 1.0, &embedding.0)]
         } else {

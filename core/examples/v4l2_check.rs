@@ -436,7 +436,7 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
         t.elapsed().as_millis()
     );
     let user = UserName::new("root").unwrap_or_else(|e| panic!("{e}"));
-    let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+    let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
     let mut embedding = vec![0.0f32; 128];
     embedding[0] = 1.0;
     enrolment.add_sample("test", embedding);

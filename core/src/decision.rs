@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use facekey_config::Config;
 
-use crate::engine::{AnalysedFace, Engine, EngineCache};
+use crate::engine::{AnalyseError, AnalysedFace, Engine, EngineCache};
 use crate::frame::{self, Frame, FrameSource, SourceError};
 use crate::liveness::{self, Exposure, FaceMotion, Motion};
 use crate::models::ModelError;
@@ -274,11 +274,11 @@ fn authenticate_enrolled(
     if let Err(e) = liveness::check_infrared(&config.camera, source.as_ref()) {
         return Outcome::Unavailable(e.into());
     }
-    if enrolment.embedder != *engine.embedder.id() {
+    if enrolment.embedder != *engine.embedder_id() {
         return Outcome::Unavailable(Unavailable::Store(StoreError::ForeignEmbedder {
             path,
             found: enrolment.embedder.clone(),
-            expected: engine.embedder.id().clone(),
+            expected: engine.embedder_id().clone(),
         }));
     }
     decide_observed(
@@ -389,6 +389,7 @@ pub fn decide_observed(
         }
         let faces = match engine.analyse(&image) {
             Ok(faces) => faces,
+            Err(AnalyseError::Model(e)) => return Outcome::Unavailable(e.into()),
             Err(e) => return Outcome::Unavailable(Unavailable::Internal(e.to_string())),
         };
         stats.faces += faces.len() as u32;
@@ -472,6 +473,9 @@ pub fn decide_observed(
             best_distance: best,
             stats,
         }
+    } else if let Err(e) = engine.embedder() {
+        // A broken embedder is reported even when no face came to need it.
+        Outcome::Unavailable(e.into())
     } else {
         Outcome::NoFace { stats }
     }

@@ -9,7 +9,7 @@ use image::RgbImage;
 use tract_onnx::prelude::*;
 
 use crate::align::CHIP_SIZE;
-use crate::models::{self, ModelError, Plan};
+use crate::models::{self, ModelError, ModelLocation, Plan};
 use crate::store::EmbedderId;
 
 /// Length of a dlib ResNet embedding.
@@ -54,11 +54,16 @@ impl Embedder {
         let plan = models::build_plan(bytes, &location.path, &shape)?;
         Ok(Embedder {
             plan,
-            id: EmbedderId {
-                sha256: location.sha256,
-                dimension: DIMENSION,
-            },
+            id: Embedder::id_for(&location),
         })
+    }
+
+    /// What enrolments made with the embedder at `location` record (its pinned hash).
+    pub fn id_for(location: &ModelLocation) -> EmbedderId {
+        EmbedderId {
+            sha256: location.sha256.clone(),
+            dimension: DIMENSION,
+        }
     }
 
     /// What enrolments made with this embedder record, so another model's are refused.

@@ -1,9 +1,13 @@
 //! The engine: the loaded models and what they do to one image (detect, align, embed).
 //!
-//! Loading reads and verifies both model files; the detector and the embedder are loaded on two
-//! threads, because a login waits for the slower of the two rather than their sum.
+//! Loading reads and verifies both model files. The embedder loads on its own thread while the
+//! detector loads (and is planned for the camera's frame size) on the caller's: a login waits for
+//! the slower of the two rather than their sum. [`Engine::start`] returns as soon as the detector
+//! is ready, so the first frame is searched for a face while the embedder is still being planned;
+//! the embedder is waited for only when a face needs embedding.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use facekey_config::Config;
 use image::RgbImage;
@@ -12,11 +16,12 @@ use crate::align;
 use crate::detect::{DetectError, Detector, Face};
 use crate::embed::{EmbedError, Embedder, Embedding};
 use crate::models::{self, ModelError, ModelLocation};
+use crate::store::EmbedderId;
 
-/// The two models, ready to run.
+/// The two models: the detector ready to run, the embedder ready or still loading.
 pub struct Engine {
     pub detector: Detector,
-    pub embedder: Embedder,
+    embedder: PendingEmbedder,
 }
 
 /// A face found in an image, with its embedding when it could be aligned.
@@ -33,54 +38,150 @@ pub enum AnalyseError {
     Detect(#[from] DetectError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    /// The embedder could not be loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
 impl Engine {
-    /// Load both models named by the configuration, in parallel.
+    /// Load both models named by the configuration (in parallel) and wait for both.
     pub fn load(config: &Config) -> Result<Engine, ModelError> {
-        Engine::load_with_hint(config, || None)
+        let engine = Engine::start(config, || None)?;
+        engine.embedder()?;
+        Ok(engine)
     }
 
-    /// [`Engine::load`], and plan the detector for the frame size `size_hint` gives (it may block
-    /// until the frame source knows it) while the embedder is still loading on the other thread.
-    pub fn load_with_hint(
+    /// Start loading the embedder on its own thread, load the detector on this one and plan it for
+    /// the frame size `size_hint` gives (it may block until the frame source knows it), and return
+    /// once the detector is ready. [`Engine::embedder`] waits for the embedder.
+    pub fn start(
         config: &Config,
         size_hint: impl FnOnce() -> Option<(u32, u32)>,
     ) -> Result<Engine, ModelError> {
-        std::thread::scope(|scope| {
-            let embedder = scope.spawn(|| Embedder::load(config));
-            let detector = Detector::load(config).inspect(|detector| {
-                if let Some((width, height)) = size_hint() {
-                    // A failure here shows again, with its reason, on the first frame.
-                    let _ = detector.prepare_for_frame(width, height);
-                }
-            });
-            let embedder = embedder.join().unwrap_or_else(|_| {
-                Err(ModelError::Invalid {
-                    path: models::embedder_location(config).path,
-                    reason: "the loader thread failed".into(),
-                })
-            });
-            Ok(Engine {
-                detector: detector?,
-                embedder: embedder?,
-            })
-        })
+        let embedder = PendingEmbedder::start(config);
+        let detector = Detector::load(config)?;
+        if let Some((width, height)) = size_hint() {
+            // A failure here shows again, with its reason, on the first frame.
+            let _ = detector.prepare_for_frame(width, height);
+        }
+        // On an error above the embedder's thread is left to finish on its own: it holds only
+        // its own copy of the configuration, and waiting for it would only delay the answer.
+        Ok(Engine { detector, embedder })
+    }
+
+    /// The embedder, waiting for it to finish loading; its loading error if it failed.
+    pub fn embedder(&self) -> Result<&Embedder, ModelError> {
+        self.embedder.get()
+    }
+
+    /// Which embedder this engine runs (known before it has loaded: the configured file's hash).
+    pub fn embedder_id(&self) -> &EmbedderId {
+        &self.embedder.id
     }
 
     /// Detect every face in `image` and embed each one.
     pub fn analyse(&self, image: &RgbImage) -> Result<Vec<AnalysedFace>, AnalyseError> {
         let faces = self.detector.detect(image)?;
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let embedder = self.embedder()?;
         let mut out = Vec::with_capacity(faces.len());
         for face in faces {
             let Some(chip) = align::align(image, &face) else {
                 continue;
             };
-            let embedding = self.embedder.embed(&chip)?;
+            let embedding = embedder.embed(&chip)?;
             out.push(AnalysedFace { face, embedding });
         }
         Ok(out)
     }
+}
+
+/// The embedder, loading on its own thread until first asked for.
+struct PendingEmbedder {
+    id: EmbedderId,
+    path: std::path::PathBuf,
+    loader: Mutex<Option<JoinHandle<Result<Embedder, ModelError>>>>,
+    /// The loaded embedder, or the text of the loading error.
+    done: OnceLock<Result<Embedder, String>>,
+    /// The loading error itself, handed to the first caller that meets it.
+    error: Mutex<Option<ModelError>>,
+}
+
+impl PendingEmbedder {
+    fn start(config: &Config) -> PendingEmbedder {
+        let location = models::embedder_location(config);
+        let pending = PendingEmbedder {
+            id: Embedder::id_for(&location),
+            path: location.path,
+            loader: Mutex::new(None),
+            done: OnceLock::new(),
+            error: Mutex::new(None),
+        };
+        let owned = config.clone();
+        let spawned = std::thread::Builder::new()
+            .name("facekey-embedder".into())
+            .spawn(move || Embedder::load(&owned));
+        match spawned {
+            Ok(handle) => *lock(&pending.loader) = Some(handle),
+            // No thread to be had: load here, one model after the other.
+            Err(_) => pending.finish(Embedder::load(config)),
+        }
+        pending
+    }
+
+    fn get(&self) -> Result<&Embedder, ModelError> {
+        if self.done.get().is_none() {
+            // Held while joining: a second caller waits here for the same result.
+            let mut loader = lock(&self.loader);
+            if let Some(handle) = loader.take() {
+                self.finish(handle.join().unwrap_or_else(|_| {
+                    Err(ModelError::Invalid {
+                        path: self.path.clone(),
+                        reason: "the loader thread failed".into(),
+                    })
+                }));
+            }
+        }
+        match self.done.get() {
+            Some(Ok(embedder)) => Ok(embedder),
+            Some(Err(reason)) => {
+                Err(lock(&self.error)
+                    .take()
+                    .unwrap_or_else(|| ModelError::Invalid {
+                        path: self.path.clone(),
+                        reason: reason.clone(),
+                    }))
+            }
+            // The loader was taken but no result stored: only if that caller panicked.
+            None => Err(ModelError::Invalid {
+                path: self.path.clone(),
+                reason: "the embedder is not loaded".into(),
+            }),
+        }
+    }
+
+    fn finish(&self, result: Result<Embedder, ModelError>) {
+        let stored = match result {
+            Ok(embedder) => Ok(embedder),
+            Err(e) => {
+                let reason = e.to_string();
+                *lock(&self.error) = Some(e);
+                Err(reason)
+            }
+        };
+        let _ = self.done.set(stored);
+    }
+
+    /// Whether loading finished with an error (a cache must not keep such an engine).
+    fn failed(&self) -> bool {
+        matches!(self.done.get(), Some(Err(_)))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Keeps one loaded engine for as long as the configuration names the same model files, so a
@@ -103,7 +204,7 @@ impl EngineCache {
     }
 
     /// [`EngineCache::get`]; a first load also plans the detector for the frame size the hint gives
-    /// (see [`Engine::load_with_hint`]). A cached engine already holds the plans of earlier frames.
+    /// (see [`Engine::start`]). A cached engine already holds the plans of earlier frames.
     pub fn get_with_hint(
         &self,
         config: &Config,
@@ -114,13 +215,14 @@ impl EngineCache {
             models::embedder_location(config),
             config.detection.clone(),
         );
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.slot);
         if let Some((k, engine)) = slot.as_ref() {
-            if *k == key {
+            // An engine whose embedder failed to load is loaded again (the file may be fixed).
+            if *k == key && !engine.embedder.failed() {
                 return Ok(engine.clone());
             }
         }
-        let engine = Arc::new(Engine::load_with_hint(config, size_hint)?);
+        let engine = Arc::new(Engine::start(config, size_hint)?);
         *slot = Some((key, engine.clone()));
         Ok(engine)
     }

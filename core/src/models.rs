@@ -15,6 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use facekey_config::{Config, EmbedderKind};
+use prost::Message;
 use sha2::{Digest, Sha256};
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
@@ -145,27 +146,93 @@ pub type Plan = Arc<TypedRunnableModel>;
 
 /// Parse verified bytes, fold int8 weights to fp32, fix the input shape, optimise. Each
 /// intermediate form (file bytes, protobuf, unoptimised graph) is freed as soon as the next exists,
-/// so peak memory holds about two copies of the weights, not four.
+/// and folded weights go straight into the graph (never through the protobuf), so the weights exist
+/// at most twice at once: as tract's tensors and as the optimised plan's packed copy.
 pub fn build_plan(bytes: Vec<u8>, path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
-    let proto = parse_proto(&bytes, path)?;
+    let (proto, weights) = decode_and_fold(&bytes, path)?;
     drop(bytes);
-    let model = tract_onnx::onnx()
+    let mut model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
         .map_err(invalid(path))?;
     drop(proto);
+    install_weights(&mut model, weights).map_err(invalid(path))?;
     optimise(model, path, input_shape)
 }
 
-/// Parse verified bytes into a protobuf once, for models that are planned for several input shapes.
+/// Parse verified bytes into a protobuf once, for models that are planned for several input shapes
+/// (folded weights are written back into it).
 pub fn parse_proto(bytes: &[u8], path: &Path) -> Result<ModelProto, ModelError> {
-    let mut proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut &bytes[..])
-        .map_err(invalid(path))?;
-    fold_quantisation(&mut proto).map_err(|reason| ModelError::Invalid {
+    let (mut proto, weights) = decode_and_fold(bytes, path)?;
+    inline_weights(&mut proto, weights);
+    Ok(proto)
+}
+
+/// Decode an ONNX file and fold its quantisation ([`fold_quantisation`]).
+fn decode_and_fold(bytes: &[u8], path: &Path) -> Result<(ModelProto, FoldedWeights), ModelError> {
+    let mut proto = ModelProto::decode(bytes).map_err(|e| ModelError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("not an ONNX model: {e}"),
+    })?;
+    let weights = fold_quantisation(&mut proto).map_err(|reason| ModelError::Invalid {
         path: path.to_path_buf(),
         reason,
     })?;
-    Ok(proto)
+    Ok((proto, weights))
+}
+
+/// Weights dequantised by [`fold_quantisation`], by initialiser name. The protobuf holds a
+/// one-value placeholder under each name until the weight replaces it.
+type FoldedWeights = Vec<(String, Tensor)>;
+
+/// A placeholder initialiser: one value, distinct for each weight (tract merges equal constants).
+fn placeholder(name: &str, index: usize) -> TensorProto {
+    TensorProto {
+        name: name.to_string(),
+        data_type: ONNX_FLOAT,
+        float_data: vec![index as f32],
+        ..Default::default()
+    }
+}
+
+/// Put folded weights into the graph tract parsed, in place of their placeholders.
+fn install_weights(model: &mut InferenceModel, weights: FoldedWeights) -> TractResult<()> {
+    for (name, tensor) in weights {
+        let tensor = tensor.into_arc_tensor();
+        let fact = TypedFact::try_from(tensor.clone())?;
+        let node = model.node_by_name_mut(&name)?;
+        if !node.op_is::<tract_onnx::tract_hir::ops::konst::Const>() || node.outputs.len() != 1 {
+            return Err(TractError::msg(format!(
+                "folded weight {name} is not a constant in the graph"
+            )));
+        }
+        node.op = Box::new(tract_onnx::tract_hir::ops::konst::Const::new(tensor)?);
+        node.outputs[0].fact = fact.into();
+    }
+    Ok(())
+}
+
+/// Write folded weights into the protobuf as ordinary fp32 initialisers.
+fn inline_weights(proto: &mut ModelProto, weights: FoldedWeights) {
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
+    let mut weights: HashMap<String, Tensor> = weights.into_iter().collect();
+    for init in &mut graph.initializer {
+        if let Some(tensor) = weights.remove(&init.name) {
+            let view = tensor.try_as_plain_ram();
+            let values = view
+                .as_ref()
+                .map_or(Ok(&[][..]), |v| v.as_slice::<f32>())
+                .unwrap_or(&[]);
+            *init = TensorProto {
+                name: std::mem::take(&mut init.name),
+                data_type: ONNX_FLOAT,
+                dims: tensor.shape().iter().map(|&d| d as i64).collect(),
+                raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ..Default::default()
+            };
+        }
+    }
 }
 
 /// Plan a parsed model for one input shape.
@@ -204,14 +271,15 @@ const ONNX_INT8: i32 = 3;
 const ONNX_INT32: i32 = 6;
 
 /// Rewrite a QDQ graph into plain fp32: every DequantizeLinear of a constant becomes an fp32
-/// initialiser; every QuantizeLinear -> DequantizeLinear pair on an activation is removed.
+/// weight (returned, with a placeholder initialiser left in the graph under its name); every
+/// QuantizeLinear -> DequantizeLinear pair on an activation is removed.
 /// A graph without quantisation is left as it is.
-fn fold_quantisation(proto: &mut ModelProto) -> Result<(), String> {
+fn fold_quantisation(proto: &mut ModelProto) -> Result<FoldedWeights, String> {
     let Some(graph) = proto.graph.as_mut() else {
         return Err("the file holds no graph".into());
     };
     if !graph.node.iter().any(|n| n.op_type == "DequantizeLinear") {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut inits: HashMap<String, TensorProto> = graph
         .initializer
@@ -219,7 +287,8 @@ fn fold_quantisation(proto: &mut ModelProto) -> Result<(), String> {
         .map(|t| (t.name.clone(), t))
         .collect();
 
-    // 1. Constant dequantisation -> fp32 initialisers.
+    // 1. Constant dequantisation -> fp32 weights.
+    let mut weights: FoldedWeights = Vec::new();
     let mut kept = Vec::with_capacity(graph.node.len());
     for node in graph.node.drain(..) {
         let constant = node.op_type == "DequantizeLinear"
@@ -228,8 +297,10 @@ fn fold_quantisation(proto: &mut ModelProto) -> Result<(), String> {
                 .iter()
                 .all(|i| i.is_empty() || inits.contains_key(i));
         if constant {
+            let name = node.output[0].clone();
             let tensor = dequantise(&node, &inits)?;
-            inits.insert(tensor.name.clone(), tensor);
+            inits.insert(name.clone(), placeholder(&name, weights.len()));
+            weights.push((name, tensor));
         } else {
             kept.push(node);
         }
@@ -317,11 +388,12 @@ fn fold_quantisation(proto: &mut ModelProto) -> Result<(), String> {
         .into_values()
         .filter(|t| used.contains(&t.name))
         .collect();
+    weights.retain(|(name, _)| used.contains(name));
     graph.node = nodes;
     graph.value_info.clear();
     graph.quantization_annotation.clear();
     prune_graph_inputs(graph);
-    Ok(())
+    Ok(weights)
 }
 
 /// Whether a QuantizeLinear's range starts at zero: its zero point is the type's minimum.
@@ -363,10 +435,7 @@ fn prune_graph_inputs(graph: &mut GraphProto) {
 }
 
 /// y = (x - zero_point) * scale, per tensor or per channel along `axis`.
-fn dequantise(
-    node: &NodeProto,
-    inits: &HashMap<String, TensorProto>,
-) -> Result<TensorProto, String> {
+fn dequantise(node: &NodeProto, inits: &HashMap<String, TensorProto>) -> Result<Tensor, String> {
     let get = |i: usize| {
         node.input
             .get(i)
@@ -375,7 +444,6 @@ fn dequantise(
     };
     let x = get(0).ok_or_else(|| format!("DequantizeLinear '{}' without data", node.name))?;
     let scale = get(1).ok_or_else(|| format!("DequantizeLinear '{}' without scale", node.name))?;
-    let values = tensor_values(x)?;
     let scales = tensor_values(scale)?;
     let zeros = match get(2) {
         Some(z) => tensor_values(z)?,
@@ -388,8 +456,9 @@ fn dequantise(
         ));
     }
     let dims: Vec<usize> = x.dims.iter().map(|&d| d.max(0) as usize).collect();
-    let (outer_stride, channels) = if scales.len() == 1 {
-        (values.len().max(1), 1)
+    let count: usize = dims.iter().product();
+    let outer_stride = if scales.len() == 1 {
+        count.max(1)
     } else {
         let axis_attr = node
             .attribute
@@ -409,26 +478,87 @@ fn dequantise(
                 node.name
             ));
         }
-        let inner: usize = dims[axis as usize + 1..].iter().product();
-        (inner, scales.len())
+        dims[axis as usize + 1..].iter().product()
     };
     // One channel block at a time (no division per element), written straight into a buffer of
-    // the final size; the arithmetic is the same, so the weights are bit-identical.
-    let mut raw_data = Vec::with_capacity(values.len() * 4);
-    for (block, chunk) in values.chunks(outer_stride.max(1)).enumerate() {
-        let c = block % channels;
-        let (zero, scale) = (zeros[c], scales[c]);
-        for &v in chunk {
-            raw_data.extend_from_slice(&(((v - zero) * scale) as f32).to_le_bytes());
-        }
+    // the final size. The weights are read from the file's bytes as they are: the whole tensor is
+    // never widened into a temporary (this runs at every login, and an f64 copy of the weights
+    // would cost more in page faults than the arithmetic). The arithmetic is done in f64 and
+    // rounded once, so the weights are the exact dequantised values.
+    // Scales are f32 tensors and zero points 8-bit integers: both are exact as f32.
+    let zeros: Vec<f32> = zeros.iter().map(|&z| z as f32).collect();
+    let scales: Vec<f32> = scales.iter().map(|&s| s as f32).collect();
+    let tract_err = |e: TractError| format!("{e:#}");
+    let mut tensor = Tensor::zero::<f32>(&dims).map_err(tract_err)?;
+    let mut view = tensor.try_as_plain_ram_mut().map_err(tract_err)?;
+    let out = view.as_slice_mut::<f32>().map_err(tract_err)?;
+    let block = Blocks {
+        zeros: &zeros,
+        scales: &scales,
+        len: outer_stride.max(1),
+    };
+    let raw = &x.raw_data;
+    let written = match x.data_type {
+        ONNX_INT8 if raw.len() == count => block.dequantise_bytes(raw, true, out),
+        ONNX_UINT8 if raw.len() == count => block.dequantise_bytes(raw, false, out),
+        _ => block.dequantise(tensor_values(x)?.into_iter().map(|v| v as f32), out),
+    };
+    if written != count {
+        return Err(format!(
+            "tensor '{}' holds {written} values for shape {:?}",
+            x.name, x.dims
+        ));
     }
-    Ok(TensorProto {
-        name: node.output[0].clone(),
-        dims: x.dims.clone(),
-        data_type: ONNX_FLOAT,
-        raw_data,
-        ..Default::default()
-    })
+    Ok(tensor)
+}
+
+/// Per-channel dequantisation parameters: channel `c` covers `len` consecutive values, channels
+/// repeat along the outer axes.
+struct Blocks<'a> {
+    zeros: &'a [f32],
+    scales: &'a [f32],
+    len: usize,
+}
+
+impl Blocks<'_> {
+    /// Write `(v - zero) * scale` of each value into `out`; returns how many
+    /// values there were (at most what `out` holds).
+    ///
+    /// The arithmetic is done in f32 and is exact up to the one final rounding: `v - zero` of two
+    /// 8-bit integers is exact, and a product of an integer below 2^9 with a 24-bit mantissa
+    /// rounds once whichever precision computes it, so these are the values an f64 computation
+    /// would round to (a test checks every shipped weight against that definition).
+    fn dequantise(&self, values: impl Iterator<Item = f32>, out: &mut [f32]) -> usize {
+        let (mut channel, mut in_block, mut written) = (0usize, 0usize, 0usize);
+        let (mut zero, mut scale) = (self.zeros[0], self.scales[0]);
+        for (v, slot) in values.zip(out.iter_mut()) {
+            *slot = (v - zero) * scale;
+            written += 1;
+            in_block += 1;
+            if in_block == self.len {
+                in_block = 0;
+                channel = (channel + 1) % self.scales.len();
+                (zero, scale) = (self.zeros[channel], self.scales[channel]);
+            }
+        }
+        written
+    }
+
+    /// [`Blocks::dequantise`] of 8-bit values, a block at a time so the inner loop vectorises.
+    fn dequantise_bytes(&self, raw: &[u8], signed: bool, out: &mut [f32]) -> usize {
+        let mut written = 0;
+        let blocks = raw.chunks(self.len).zip(out.chunks_mut(self.len));
+        for (i, (src, dst)) in blocks.enumerate() {
+            let channel = i % self.scales.len();
+            let (zero, scale) = (self.zeros[channel], self.scales[channel]);
+            for (&b, slot) in src.iter().zip(dst.iter_mut()) {
+                let v = if signed { b as i8 as f32 } else { b as f32 };
+                *slot = (v - zero) * scale;
+            }
+            written += src.len().min(dst.len());
+        }
+        written
+    }
 }
 
 /// The values of an int8, uint8, int32 or float tensor, as f64 (exact for all of them).
@@ -465,4 +595,126 @@ fn tensor_values(t: &TensorProto) -> Result<Vec<f64>, String> {
         ));
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain definition of DequantizeLinear, element by element with an index division: what
+    /// the streaming `dequantise` must reproduce bit for bit.
+    fn reference(node: &NodeProto, inits: &HashMap<String, TensorProto>) -> Vec<f32> {
+        let get = |i: usize| inits.get(&node.input[i]).unwrap();
+        let x = tensor_values(get(0)).unwrap();
+        let scales = tensor_values(get(1)).unwrap();
+        let zeros = tensor_values(get(2)).unwrap();
+        let dims: Vec<usize> = get(0).dims.iter().map(|&d| d as usize).collect();
+        let axis = node
+            .attribute
+            .iter()
+            .find(|a| a.name == "axis")
+            .map_or(1, |a| a.i) as usize;
+        let inner: usize = if scales.len() == 1 {
+            x.len()
+        } else {
+            dims[axis + 1..].iter().product()
+        };
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let c = (i / inner) % scales.len();
+                ((v - zeros[c]) * scales[c]) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shipped_int8_weights_dequantise_to_the_exact_values() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(EMBEDDER_INT8.file_name);
+        let bytes = std::fs::read(&path).unwrap();
+        let proto = ModelProto::decode(&bytes[..]).unwrap();
+        let graph = proto.graph.unwrap();
+        let inits: HashMap<String, TensorProto> = graph
+            .initializer
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let mut checked = 0;
+        let mut per_channel = 0;
+        for node in graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "DequantizeLinear" && inits.contains_key(&n.input[0]))
+        {
+            let folded = dequantise(node, &inits).unwrap();
+            let view = folded.try_as_plain_ram().unwrap();
+            let got = view.as_slice::<f32>().unwrap();
+            let want = reference(node, &inits);
+            assert_eq!(got.len(), want.len(), "{}", node.name);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{}: dequantised weights differ",
+                node.name
+            );
+            checked += 1;
+            per_channel += usize::from(
+                tensor_values(inits.get(&node.input[1]).unwrap())
+                    .unwrap()
+                    .len()
+                    > 1,
+            );
+        }
+        // The embedder has one quantised weight tensor per convolution and its fully connected layer.
+        assert!(
+            checked >= 29,
+            "only {checked} constant DequantizeLinear nodes"
+        );
+        assert!(per_channel >= 29, "only {per_channel} per-channel tensors");
+    }
+
+    #[test]
+    fn a_short_quantised_tensor_is_refused() {
+        let tensor = |name: &str, data_type: i32, dims: Vec<i64>, raw_data: Vec<u8>| TensorProto {
+            name: name.into(),
+            data_type,
+            dims,
+            raw_data,
+            ..Default::default()
+        };
+        let mut inits = HashMap::new();
+        inits.insert(
+            "w".into(),
+            tensor("w", ONNX_INT8, vec![2, 3], vec![1, 2, 3, 4, 5]),
+        );
+        inits.insert(
+            "s".into(),
+            tensor("s", ONNX_FLOAT, vec![], 0.5f32.to_le_bytes().to_vec()),
+        );
+        inits.insert("z".into(), tensor("z", ONNX_INT8, vec![], vec![0]));
+        let node = NodeProto {
+            name: "dq".into(),
+            op_type: "DequantizeLinear".into(),
+            input: vec!["w".into(), "s".into(), "z".into()],
+            output: vec!["w_f".into()],
+            ..Default::default()
+        };
+        let err = dequantise(&node, &inits).unwrap_err();
+        assert!(err.contains("holds 5 values"), "{err}");
+        // The same tensor with all six values is folded.
+        inits.insert(
+            "w".into(),
+            tensor("w", ONNX_INT8, vec![2, 3], vec![2, 4, 6, 8, 10, 254]),
+        );
+        let folded = dequantise(&node, &inits).unwrap();
+        assert_eq!(folded.shape(), [2, 3]);
+        let view = folded.try_as_plain_ram().unwrap();
+        assert_eq!(
+            view.as_slice::<f32>().unwrap(),
+            [1.0, 2.0, 3.0, 4.0, 5.0, -1.0]
+        );
+    }
 }

@@ -52,7 +52,7 @@ fn engine() -> &'static Engine {
 fn enrolment() -> Enrolment {
     let engine = engine();
     let user = UserName::new("simm").unwrap();
-    let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+    let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
     for path in &chips(PERSON)[..3] {
         let faces = engine.analyse(&rgb(path)).unwrap();
         assert_eq!(faces.len(), 1, "{}", path.display());

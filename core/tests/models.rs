@@ -140,6 +140,90 @@ fn detector_is_planned_at_load_for_the_hinted_frame_size() {
     let engine = Engine::load(&config).unwrap();
     assert!(engine.detector.planned_sizes().is_empty());
     // A 640x480 camera at max_height 320: 427x320, on a 448x320 canvas.
-    let engine = Engine::load_with_hint(&config, || Some((640, 480))).unwrap();
+    let engine = Engine::start(&config, || Some((640, 480))).unwrap();
     assert_eq!(engine.detector.planned_sizes(), [(448, 320)]);
+    engine.embedder().unwrap();
+}
+
+/// The embedder loads on its own thread after `Engine::start` returns; a broken embedder is still
+/// an error wherever it is first needed, and a cache loads a fixed file again.
+#[test]
+fn a_broken_embedder_is_reported_after_start_and_reloaded_once_fixed() {
+    let (dir, config) = copy_models();
+    let path = dir.path().join(EMBEDDER_INT8.file_name);
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    bad[100] ^= 0x01;
+    std::fs::write(&path, &bad).unwrap();
+
+    // The detector is usable while the embedder is (or was) loading.
+    let engine = Engine::start(&config, || None).unwrap();
+    let chip = shipped().join("../tests/data/faces/johns/John_Salley/000179_02159509.jpg");
+    let image = read_image(&chip).unwrap().to_rgb().unwrap();
+    assert_eq!(engine.detector.detect(&image).unwrap().len(), 1);
+    // Two callers asking at once both get the loading error, not a panic or a half result.
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let a = s.spawn(|| engine.embedder().err().map(|e| e.to_string()));
+        let b = s.spawn(|| engine.embedder().err().map(|e| e.to_string()));
+        [a.join().unwrap(), b.join().unwrap()]
+            .into_iter()
+            .map(|e| e.expect("a tampered embedder loaded"))
+            .collect()
+    });
+    for e in &errors {
+        assert!(e.contains(EMBEDDER_INT8.file_name), "{e}");
+    }
+    assert!(errors[0].contains("SHA-256"), "{}", errors[0]);
+
+    let cache = facekey_core::engine::EngineCache::new();
+    let first = cache.get(&config).unwrap();
+    assert!(first.embedder().is_err());
+    std::fs::write(&path, &good).unwrap();
+    let second = cache.get(&config).unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &second),
+        "a failed engine stayed cached"
+    );
+    second.embedder().unwrap();
+    // A working engine is kept.
+    assert!(std::sync::Arc::ptr_eq(
+        &second,
+        &cache.get(&config).unwrap()
+    ));
+}
+
+/// The folded int8 weights go into tract's graph directly; the same weights written into the
+/// protobuf (the ordinary ONNX route) must give bit-identical embeddings.
+#[test]
+fn folded_weights_in_the_graph_equal_the_same_weights_in_the_file() {
+    use tract_onnx::prelude::*;
+    let path = shipped().join(EMBEDDER_INT8.file_name);
+    let bytes = std::fs::read(&path).unwrap();
+    let shape = [1, 3, 150, 150];
+    let direct = models::build_plan(bytes.clone(), &path, &shape).unwrap();
+    let via_file =
+        models::plan_proto(&models::parse_proto(&bytes, &path).unwrap(), &path, &shape).unwrap();
+    let chip = shipped().join("../tests/data/faces/johns/John_Savage");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(chip).unwrap().take(3) {
+        let image = read_image(&entry.unwrap().path())
+            .unwrap()
+            .to_rgb()
+            .unwrap();
+        let input: Tensor =
+            tract_ndarray::Array4::from_shape_fn((1, 3, 150, 150), |(_, c, y, x)| {
+                image.get_pixel(x as u32, y as u32).0[c] as f32
+            })
+            .into();
+        let run = |plan: &models::Plan| -> Vec<u32> {
+            let out = plan.run(tvec!(input.clone().into())).unwrap();
+            let view = out[0].to_plain_array_view::<f32>().unwrap();
+            view.iter().map(|v| v.to_bits()).collect()
+        };
+        let (a, b) = (run(&direct), run(&via_file));
+        assert_eq!(a.len(), 128);
+        assert_eq!(a, b, "embeddings differ");
+        compared += 1;
+    }
+    assert_eq!(compared, 3);
 }

@@ -66,7 +66,7 @@ fn run(kind: EmbedderKind) -> Summary {
     let people = johns();
     for (person, files) in &people {
         let user = user_for(person);
-        let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+        let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
         for file in &files[..ENROLLED_PER_PERSON] {
             let image = read_image(file).unwrap().to_rgb().unwrap();
             let faces = engine.analyse(&image).unwrap();

@@ -260,7 +260,7 @@ pub(crate) fn test(config_path: Option<&Path>, args: &TestArgs) -> CliResult<Exi
             if let Err(e) = liveness::check_infrared(&config.camera, source.as_ref()) {
                 println!("  warning: {e}");
             }
-            let empty = Enrolment::new(&user, engine.embedder.id().clone());
+            let empty = Enrolment::new(&user, engine.embedder_id().clone());
             decide_observed(
                 &engine,
                 &empty,

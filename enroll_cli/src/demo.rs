@@ -74,7 +74,7 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
 
     // Enrol: one sample per image.
     let user = UserName::new("demo").map_err(|e| Failure::from_error("user", &e))?;
-    let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+    let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
     for item in ENROL {
         let path = write(item)?;
         let image = frame::read_image(&path)

@@ -221,7 +221,7 @@ fn add(config: &Config, args: &AddArgs) -> CliResult<()> {
         .map_err(|e| Failure::from_error("enrolment store", &e))?;
     let engine = Engine::load(config).map_err(|e| Failure::from_error("models", &e))?;
     let mut enrolment = match existing {
-        Some(e) if e.embedder != *engine.embedder.id() => {
+        Some(e) if e.embedder != *engine.embedder_id() => {
             return Err(Failure::new(format!(
             "{}: enrolled with another model (sha256 {}); run `facekey clear --user {user}` first",
             store.path_for(&user).display(),
@@ -229,7 +229,7 @@ fn add(config: &Config, args: &AddArgs) -> CliResult<()> {
         )))
         }
         Some(e) => e,
-        None => Enrolment::new(&user, engine.embedder.id().clone()),
+        None => Enrolment::new(&user, engine.embedder_id().clone()),
     };
     let mut source = open_source(config, args.source.as_deref())?;
     let embeddings = capture_samples(config, &engine, source.as_mut(), args.samples)?;

@@ -165,7 +165,7 @@ impl World {
     pub fn enrol(&self, user: &str, person: &str, images: &[usize]) {
         let engine = engine();
         let user = UserName::new(user).expect("valid user name");
-        let mut enrolment = Enrolment::new(&user, engine.embedder.id().clone());
+        let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
         for &i in images {
             let path = face(person, i);
             let image = frame::read_image(&path)
