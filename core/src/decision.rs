@@ -246,8 +246,9 @@ fn authenticate_enrolled(
     let Enrolled {
         path, enrolment, ..
     } = enrolled;
-    // The models load on another thread while the source opens here; once the source knows its frame
-    // size, the detector is planned for it on the loading thread, beside the embedder.
+    // The models load on other threads while the source opens here; once the source knows its frame
+    // size, the detector is planned for it. The engine is handed over as soon as the detector is
+    // ready: the first frame is searched while the embedder is still loading (Engine::start).
     let (size_tx, size_rx) = std::sync::mpsc::sync_channel::<Option<(u32, u32)>>(1);
     let (engine, source) = std::thread::scope(|scope| {
         let engine = scope

@@ -103,10 +103,8 @@ struct PendingEmbedder {
     id: EmbedderId,
     path: std::path::PathBuf,
     loader: Mutex<Option<JoinHandle<Result<Embedder, ModelError>>>>,
-    /// The loaded embedder, or the text of the loading error.
-    done: OnceLock<Result<Embedder, String>>,
-    /// The loading error itself, handed to the first caller that meets it.
-    error: Mutex<Option<ModelError>>,
+    /// The loaded embedder, or why it could not be loaded (told to every caller that asks).
+    done: OnceLock<Result<Embedder, Arc<ModelError>>>,
 }
 
 impl PendingEmbedder {
@@ -117,7 +115,6 @@ impl PendingEmbedder {
             path: location.path,
             loader: Mutex::new(None),
             done: OnceLock::new(),
-            error: Mutex::new(None),
         };
         let owned = config.clone();
         let spawned = std::thread::Builder::new()
@@ -146,14 +143,7 @@ impl PendingEmbedder {
         }
         match self.done.get() {
             Some(Ok(embedder)) => Ok(embedder),
-            Some(Err(reason)) => {
-                Err(lock(&self.error)
-                    .take()
-                    .unwrap_or_else(|| ModelError::Invalid {
-                        path: self.path.clone(),
-                        reason: reason.clone(),
-                    }))
-            }
+            Some(Err(e)) => Err(ModelError::Shared(e.clone())),
             // The loader was taken but no result stored: only if that caller panicked.
             None => Err(ModelError::Invalid {
                 path: self.path.clone(),
@@ -163,15 +153,7 @@ impl PendingEmbedder {
     }
 
     fn finish(&self, result: Result<Embedder, ModelError>) {
-        let stored = match result {
-            Ok(embedder) => Ok(embedder),
-            Err(e) => {
-                let reason = e.to_string();
-                *lock(&self.error) = Some(e);
-                Err(reason)
-            }
-        };
-        let _ = self.done.set(stored);
+        let _ = self.done.set(result.map_err(Arc::new));
     }
 
     /// Whether loading finished with an error (a cache must not keep such an engine).

@@ -68,6 +68,9 @@ pub enum ModelError {
     },
     #[error("{path}: not a usable model: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    /// An error met once while loading, told again to each caller that needed that model.
+    #[error(transparent)]
+    Shared(Arc<ModelError>),
 }
 
 /// Where a model file is and which hash it must have.
