@@ -2,7 +2,8 @@
 
     python report_speed.py TMPDIR OUTDIR
 
-Reads TMPDIR/perframe-PIPELINE-PASS.csv, TMPDIR/cold.csv and TMPDIR/machine.txt; prints the tables
+Reads TMPDIR/perframe-PIPELINE-PASS.csv, TMPDIR/cold.csv (one core), TMPDIR/cold-all-cpus.csv (the
+whole machine, when present) and TMPDIR/machine.txt; prints the tables
 (Markdown) with the ratios facekey / dlib; writes OUTDIR/vs-dlib-speed.csv (summary),
 OUTDIR/vs-dlib-frames.csv (per image and pipeline) and OUTDIR/plots/vs-dlib-speed.png.
 
@@ -35,6 +36,7 @@ COLOURS = {"facekey-int8": "#1f77b4", "facekey-fp32": "#6baed6", "dlib-howdy": "
 SETS = {"frames": "55 frames 640x480 (johns chips)", "photos": "11 photos (tests/data/faces/photos)"}
 THRESHOLD = {"facekey-int8": 0.5, "facekey-fp32": 0.5, "dlib-howdy": 0.35, "dlib-fr": 0.6}
 COLD_SET = "1 frame (John_Salley__000200_02159354.jpg)"
+COLD_ALL = "cold auth, all CPUs"
 
 
 def pct(values, q):
@@ -93,17 +95,23 @@ def main():
                 "matched": sum(1 for r in rows if r["best_distance"] and float(r["best_distance"]) < THRESHOLD[p]),
                 "peak_rss_mb": "",
             })
-    cold = {}
-    with open(os.path.join(tmp, "cold.csv")) as f:
-        for row in csv.DictReader(f):
-            c = cold.setdefault(row["pipeline"], {"ms": [], "cpu": [], "rss": [], "out": row["output"]})
-            c["ms"].append(int(row["wall_us"]) / 1000)
-            c["cpu"].append(float(row["cpu_ms"]))
-            c["rss"].append(int(row["peak_rss_kb"]) / 1024)
-    for p in PIPELINES:
-        c = cold[p]
+    colds = {}
+    for measure, name in [("cold auth", "cold.csv"), (COLD_ALL, "cold-all-cpus.csv")]:
+        path = os.path.join(tmp, name)
+        if not os.path.exists(path):
+            continue
+        cold = colds[measure] = {}
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                c = cold.setdefault(row["pipeline"], {"ms": [], "cpu": [], "rss": [], "out": row["output"]})
+                c["ms"].append(int(row["wall_us"]) / 1000)
+                c["cpu"].append(float(row["cpu_ms"]))
+                c["rss"].append(int(row["peak_rss_kb"]) / 1024)
+    cold = colds["cold auth"]
+    for measure, p in [(m, p) for m in colds for p in PIPELINES]:
+        c = colds[measure][p]
         summary.append({
-            "measure": "cold auth", "set": COLD_SET, "pipeline": p, "images": 1, "runs": len(c["ms"]),
+            "measure": measure, "set": COLD_SET, "pipeline": p, "images": 1, "runs": len(c["ms"]),
             "wall_median_ms": round(statistics.median(c["ms"]), 1), "wall_mean_ms": round(statistics.mean(c["ms"]), 1),
             "wall_p90_ms": round(pct(c["ms"], 0.9), 1),
             "cpu_median_ms": round(statistics.median(c["cpu"]), 1), "cpu_mean_ms": round(statistics.mean(c["cpu"]), 1),
@@ -117,7 +125,7 @@ def main():
             r[f"wall_ratio_vs_{peer}"] = round(r["wall_median_ms"] / d["wall_median_ms"], 3)
             r[f"cpu_ratio_vs_{peer}"] = round(r["cpu_median_ms"] / d["cpu_median_ms"], 3)
             r[f"rss_ratio_vs_{peer}"] = (round(r["peak_rss_mb"] / d["peak_rss_mb"], 3)
-                                         if r["measure"] == "cold auth" else "")
+                                         if r["measure"] in colds else "")
     with open(os.path.join(out, "vs-dlib-speed.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(summary[0].keys()))
         w.writeheader()
@@ -150,21 +158,24 @@ def main():
         rest = statistics.median(x["wall_median_ms"] - x["detect_wall_median_ms"] for x in rows)
         print(f"| {LABELS[p]} | {det:.1f} | {rest:.1f} | {ref[('per-frame', 'frames', p)]['wall_median_ms']:.1f} |")
     print()
-    print(f"Cold authentication: one whole process deciding on one frame, {len(cold['facekey-int8']['ms'])} runs, "
-          "medians (ms, MB; CPU time in 10 ms steps)\n")
-    print("| pipeline | CPU | wall | wall min | peak RSS | CPU / dlib-howdy | CPU / dlib-fr | wall / dlib-howdy "
-          "| wall / dlib-fr | RSS / dlib-howdy | RSS / dlib-fr |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in summary:
-        if r["measure"] == "cold auth":
-            fk = r["pipeline"].startswith("facekey")
-            rss = lambda peer: f"{r[f'rss_ratio_vs_{peer}']:.2f}" if fk else ""  # noqa: E731
-            print(f"| {LABELS[r['pipeline']]} | {r['cpu_median_ms']:.0f} | {r['wall_median_ms']:.0f} | "
-                  f"{min(cold[r['pipeline']]['ms']):.0f} | {r['peak_rss_mb']:.0f} | "
-                  f"{ratio(r, 'dlib-howdy', 'cpu')} | {ratio(r, 'dlib-fr', 'cpu')} | "
-                  f"{ratio(r, 'dlib-howdy', 'wall')} | {ratio(r, 'dlib-fr', 'wall')} | {rss('dlib-howdy')} | "
-                  f"{rss('dlib-fr')} |")
-    print()
+    for measure, where in [("cold auth", "pinned to one core"), (COLD_ALL, "on the whole machine, no pinning")]:
+        if measure not in colds:
+            continue
+        print(f"Cold authentication, {where}: one whole process deciding on one frame, "
+              f"{len(colds[measure]['facekey-int8']['ms'])} runs, medians (ms, MB; CPU time in 10 ms steps)\n")
+        print("| pipeline | CPU | wall | wall min | peak RSS | CPU / dlib-howdy | CPU / dlib-fr | wall / dlib-howdy "
+              "| wall / dlib-fr | RSS / dlib-howdy | RSS / dlib-fr |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in summary:
+            if r["measure"] == measure:
+                fk = r["pipeline"].startswith("facekey")
+                rss = lambda peer: f"{r[f'rss_ratio_vs_{peer}']:.2f}" if fk else ""  # noqa: E731
+                print(f"| {LABELS[r['pipeline']]} | {r['cpu_median_ms']:.0f} | {r['wall_median_ms']:.0f} | "
+                      f"{min(colds[measure][r['pipeline']]['ms']):.0f} | {r['peak_rss_mb']:.0f} | "
+                      f"{ratio(r, 'dlib-howdy', 'cpu')} | {ratio(r, 'dlib-fr', 'cpu')} | "
+                      f"{ratio(r, 'dlib-howdy', 'wall')} | {ratio(r, 'dlib-fr', 'wall')} | {rss('dlib-howdy')} | "
+                      f"{rss('dlib-fr')} |")
+        print()
     for p in PIPELINES:
         print(f"  {p}: {cold[p]['out']}")
 
