@@ -483,14 +483,9 @@ fn dequantise(node: &NodeProto, inits: &HashMap<String, TensorProto>) -> Result<
         }
         dims[axis as usize + 1..].iter().product()
     };
-    // One channel block at a time (no division per element), written straight into a buffer of
-    // the final size. The weights are read from the file's bytes as they are: the whole tensor is
-    // never widened into a temporary (this runs at every login, and an f64 copy of the weights
-    // would cost more in page faults than the arithmetic). The arithmetic is done in f64 and
-    // rounded once, so the weights are the exact dequantised values.
-    // Scales are f32 tensors and zero points 8-bit integers: both are exact as f32.
-    let zeros: Vec<f32> = zeros.iter().map(|&z| z as f32).collect();
-    let scales: Vec<f32> = scales.iter().map(|&s| s as f32).collect();
+    // Written straight into a tensor of the final size, from the file's bytes as they are: the
+    // whole tensor is never widened into a temporary (this runs at every login, and an f64 copy of
+    // the weights would cost more in page faults than the arithmetic).
     let tract_err = |e: TractError| format!("{e:#}");
     let mut tensor = Tensor::zero::<f32>(&dims).map_err(tract_err)?;
     let mut view = tensor.try_as_plain_ram_mut().map_err(tract_err)?;
@@ -504,7 +499,7 @@ fn dequantise(node: &NodeProto, inits: &HashMap<String, TensorProto>) -> Result<
     let written = match x.data_type {
         ONNX_INT8 if raw.len() == count => block.dequantise_bytes(raw, true, out),
         ONNX_UINT8 if raw.len() == count => block.dequantise_bytes(raw, false, out),
-        _ => block.dequantise(tensor_values(x)?.into_iter().map(|v| v as f32), out),
+        _ => block.dequantise(tensor_values(x)?.into_iter(), out),
     };
     if written != count {
         return Err(format!(
@@ -518,42 +513,39 @@ fn dequantise(node: &NodeProto, inits: &HashMap<String, TensorProto>) -> Result<
 /// Per-channel dequantisation parameters: channel `c` covers `len` consecutive values, channels
 /// repeat along the outer axes.
 struct Blocks<'a> {
-    zeros: &'a [f32],
-    scales: &'a [f32],
+    zeros: &'a [f64],
+    scales: &'a [f64],
     len: usize,
 }
 
 impl Blocks<'_> {
-    /// Write `(v - zero) * scale` of each value into `out`; returns how many
-    /// values there were (at most what `out` holds).
-    ///
-    /// The arithmetic is done in f32 and is exact up to the one final rounding: `v - zero` of two
-    /// 8-bit integers is exact, and a product of an integer below 2^9 with a 24-bit mantissa
-    /// rounds once whichever precision computes it, so these are the values an f64 computation
-    /// would round to (a test checks every shipped weight against that definition).
-    fn dequantise(&self, values: impl Iterator<Item = f32>, out: &mut [f32]) -> usize {
+    /// Write `(v - zero) * scale` of each value into `out`, computed in f64 and rounded once to
+    /// f32; returns how many values there were (at most what `out` holds).
+    fn dequantise(&self, values: impl Iterator<Item = f64>, out: &mut [f32]) -> usize {
         let (mut channel, mut in_block, mut written) = (0usize, 0usize, 0usize);
-        let (mut zero, mut scale) = (self.zeros[0], self.scales[0]);
         for (v, slot) in values.zip(out.iter_mut()) {
-            *slot = (v - zero) * scale;
+            *slot = ((v - self.zeros[channel]) * self.scales[channel]) as f32;
             written += 1;
             in_block += 1;
             if in_block == self.len {
                 in_block = 0;
                 channel = (channel + 1) % self.scales.len();
-                (zero, scale) = (self.zeros[channel], self.scales[channel]);
             }
         }
         written
     }
 
-    /// [`Blocks::dequantise`] of 8-bit values, a block at a time so the inner loop vectorises.
+    /// [`Blocks::dequantise`] of 8-bit values, a block at a time in f32 so the inner loop
+    /// vectorises. The result is the same: an 8-bit zero point and an f32 scale are exact in f32,
+    /// `v - zero` of two 8-bit integers is exact, and the product of an integer below 2^9 with a
+    /// 24-bit mantissa is rounded once whichever precision computes it (a test checks every shipped
+    /// weight against the f64 definition).
     fn dequantise_bytes(&self, raw: &[u8], signed: bool, out: &mut [f32]) -> usize {
         let mut written = 0;
         let blocks = raw.chunks(self.len).zip(out.chunks_mut(self.len));
         for (i, (src, dst)) in blocks.enumerate() {
             let channel = i % self.scales.len();
-            let (zero, scale) = (self.zeros[channel], self.scales[channel]);
+            let (zero, scale) = (self.zeros[channel] as f32, self.scales[channel] as f32);
             for (&b, slot) in src.iter().zip(dst.iter_mut()) {
                 let v = if signed { b as i8 as f32 } else { b as f32 };
                 *slot = (v - zero) * scale;
