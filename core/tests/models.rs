@@ -227,3 +227,48 @@ fn folded_weights_in_the_graph_equal_the_same_weights_in_the_file() {
     }
     assert_eq!(compared, 3);
 }
+
+/// A decision that saw no face still reports a broken embedder as unavailable, and one that saw a
+/// face reports it too: never "no face" or "no match" with a model that could not load.
+#[test]
+fn a_decision_reports_a_broken_embedder_with_or_without_a_face() {
+    use facekey_core::decision::{decide, Outcome, Unavailable};
+    use facekey_core::store::{Enrolment, UserName};
+    use std::time::{Duration, Instant};
+
+    let (dir, config) = copy_models();
+    let path = dir.path().join(EMBEDDER_INT8.file_name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let faces = shipped().join("../tests/data/faces");
+    for (image, what) in [
+        (faces.join("photos/dogs.jpg"), "no face"),
+        (
+            faces.join("johns/John_Salley/000179_02159509.jpg"),
+            "a face",
+        ),
+    ] {
+        let engine = Engine::start(&config, || None).unwrap();
+        let user = UserName::new("simm").unwrap();
+        let enrolment = Enrolment::new(&user, engine.embedder_id().clone());
+        let mut source =
+            facekey_core::frame::open_source(&format!("file:{}", image.display())).unwrap();
+        let started = Instant::now();
+        let outcome = decide(
+            &engine,
+            &enrolment,
+            &config,
+            source.as_mut(),
+            started,
+            started + Duration::from_secs(10),
+        );
+        match outcome {
+            Outcome::Unavailable(Unavailable::Model(e)) => {
+                assert!(e.to_string().contains("SHA-256"), "{what}: {e}")
+            }
+            other => panic!("{what}: {other}"),
+        }
+    }
+}
