@@ -66,6 +66,10 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
     let engine = engines
         .get(&config)
         .map_err(|e| Failure::from_error("models", &e))?;
+    // `get` returns once the detector is ready; the time printed is that of both models.
+    engine
+        .embedder()
+        .map_err(|e| Failure::from_error("models", &e))?;
     println!(
         "Loaded models from {} in {} ms",
         config.models.dir.display(),
