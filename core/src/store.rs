@@ -90,7 +90,7 @@ pub struct Sample {
     pub label: String,
     /// Unix seconds.
     pub created: u64,
-    /// Written as the f64 equal to each f32, so that reading it back is exact (see [`serialize_exact`]).
+    /// Written as the f64 equal to each f32, so that reading it back is exact (see `serialize_exact`).
     #[serde(serialize_with = "serialize_exact")]
     pub embedding: Vec<f32>,
 }

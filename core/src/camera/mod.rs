@@ -13,7 +13,7 @@
 //!
 //! What this module must never do: block without a deadline, trust `bytesused` or the format the
 //! driver was asked for (it reads back what the driver set), leak the device into a child
-//! process (close-on-exec), or panic. The raw ioctls and the buffer mappings are in [`stream`].
+//! process (close-on-exec), or panic. The raw ioctls and the buffer mappings are in `stream.rs`.
 
 pub mod devices;
 pub mod negotiate;

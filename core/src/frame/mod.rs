@@ -3,7 +3,7 @@
 //! A [`Frame`] is raw pixels as a source produced them: width, height, stride, pixel format, the
 //! rotation to apply and a capture timestamp. [`FrameSource`] is what the decision loop reads
 //! from: replay sources here, the V4L2 camera in [`crate::camera`]. A source must never block past
-//! the deadline it is given, and decoding ([`decode`], [`mjpeg`]) must never trust the buffer to be
+//! the deadline it is given, and decoding (`decode.rs`, `mjpeg.rs`) must never trust the buffer to be
 //! tightly packed or complete: `stride` and the data length are checked, and a frame that cannot
 //! be decoded is an error to skip, not a panic.
 
