@@ -123,37 +123,29 @@ impl PendingEmbedder {
         match spawned {
             Ok(handle) => *lock(&pending.loader) = Some(handle),
             // No thread to be had: load here, one model after the other.
-            Err(_) => pending.finish(Embedder::load(config)),
+            Err(_) => {
+                let _ = pending.done.set(Embedder::load(config).map_err(Arc::new));
+            }
         }
         pending
     }
 
     fn get(&self) -> Result<&Embedder, ModelError> {
-        if self.done.get().is_none() {
-            // Held while joining: a second caller waits here for the same result.
-            let mut loader = lock(&self.loader);
-            if let Some(handle) = loader.take() {
-                self.finish(handle.join().unwrap_or_else(|_| {
-                    Err(ModelError::Invalid {
-                        path: self.path.clone(),
-                        reason: "the loader thread failed".into(),
-                    })
-                }));
-            }
-        }
-        match self.done.get() {
-            Some(Ok(embedder)) => Ok(embedder),
-            Some(Err(e)) => Err(ModelError::Shared(e.clone())),
-            // The loader was taken but no result stored: only if that caller panicked.
-            None => Err(ModelError::Invalid {
+        // A second caller blocks in `get_or_init` until the first has joined the loader.
+        let done = self.done.get_or_init(|| {
+            let invalid = |reason: &str| ModelError::Invalid {
                 path: self.path.clone(),
-                reason: "the embedder is not loaded".into(),
-            }),
-        }
-    }
-
-    fn finish(&self, result: Result<Embedder, ModelError>) {
-        let _ = self.done.set(result.map_err(Arc::new));
+                reason: reason.into(),
+            };
+            let result = match lock(&self.loader).take() {
+                Some(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(invalid("the loader thread failed"))),
+                None => Err(invalid("the embedder loader is gone")),
+            };
+            result.map_err(Arc::new)
+        });
+        done.as_ref().map_err(|e| ModelError::Shared(e.clone()))
     }
 
     /// Whether loading finished with an error (a cache must not keep such an engine).
