@@ -272,3 +272,87 @@ fn a_decision_reports_a_broken_embedder_with_or_without_a_face() {
         }
     }
 }
+
+/// facekey plans models with tract's declutter passes less ChangeAxes: exactly that one pass is
+/// left out (a tract release that renamed it would leave it in, and fail here).
+#[test]
+fn declutter_leaves_out_only_change_axes() {
+    use tract_onnx::tract_core::optim::Optimizer;
+    let names =
+        |o: &Optimizer| -> Vec<String> { o.passes.iter().map(|p| format!("{p:?}")).collect() };
+    let tract = names(&Optimizer::declutter());
+    let ours = names(&models::declutter());
+    assert_eq!(tract.len(), ours.len() + 1, "{tract:?} / {ours:?}");
+    let removed: Vec<&String> = tract.iter().filter(|n| !ours.contains(n)).collect();
+    assert_eq!(removed, [models::CHANGE_AXES_PASS]);
+}
+
+/// Leaving ChangeAxes out changes no result: the detector (on three photos) and both embedders (on
+/// three chips) give bit-identical outputs planned facekey's way and by tract's `into_optimized`.
+#[test]
+fn plans_give_the_outputs_of_tracts_full_optimisation() {
+    use tract_onnx::prelude::*;
+    let tensor = |path: PathBuf, w: u32, h: u32| -> Tensor {
+        let image = read_image(&path).unwrap().to_rgb().unwrap();
+        let image = image::imageops::resize(&image, w, h, image::imageops::FilterType::Triangle);
+        tract_ndarray::Array4::from_shape_fn((1, 3, h as usize, w as usize), |(_, c, y, x)| {
+            image.get_pixel(x as u32, y as u32).0[c] as f32
+        })
+        .into()
+    };
+    let bits = |plan: &models::Plan, input: &Tensor| -> Vec<Vec<u32>> {
+        let out = plan.run(tvec!(input.clone().into())).unwrap();
+        out.iter()
+            .map(|o| {
+                let view = o.to_plain_array_view::<f32>().unwrap();
+                view.iter().map(|v| v.to_bits()).collect()
+            })
+            .collect()
+    };
+    let tracts = |proto: &tract_onnx::pb::ModelProto, shape: &[usize]| -> models::Plan {
+        tract_onnx::onnx()
+            .model_for_proto_model(proto)
+            .unwrap()
+            .with_input_fact(0, f32::fact(shape).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap()
+    };
+
+    let mut config = Config::default();
+    config.models.dir = shipped();
+    let detector = facekey_core::detect::Detector::load(&config).unwrap();
+    let shape = [1, 3, 320, 448];
+    let ours = models::plan_proto(detector.graph(), Path::new("detector"), &shape).unwrap();
+    let theirs = tracts(detector.graph(), &shape);
+    let photos = shipped().join("../tests/data/faces/photos");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(photos)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    for photo in photos.into_iter().take(3) {
+        let input = tensor(photo.clone(), 448, 320);
+        let (a, b) = (bits(&ours, &input), bits(&theirs, &input));
+        assert_eq!(a.len(), 12, "detector heads");
+        assert!(a == b, "{}: detector outputs differ", photo.display());
+    }
+
+    let chips = shipped().join("../tests/data/faces/johns/John_Savage");
+    for model in [EMBEDDER_INT8, EMBEDDER_FP32] {
+        let path = shipped().join(model.file_name);
+        let proto = models::parse_proto(&std::fs::read(&path).unwrap(), &path).unwrap();
+        let shape = [1, 3, 150, 150];
+        let ours = models::plan_proto(&proto, &path, &shape).unwrap();
+        let theirs = tracts(&proto, &shape);
+        for chip in std::fs::read_dir(&chips).unwrap().take(3) {
+            let input = tensor(chip.unwrap().path(), 150, 150);
+            let (a, b) = (bits(&ours, &input), bits(&theirs, &input));
+            assert_eq!(a[0].len(), 128);
+            assert!(a == b, "{}: embeddings differ", model.file_name);
+        }
+    }
+}
