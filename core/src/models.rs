@@ -270,7 +270,7 @@ pub const CHANGE_AXES_PASS: &str = "ChangeAxes";
 /// tract's declutter passes, less ChangeAxes. That pass tries every axis of size 1 and every axis
 /// move an operator suggests, throughout the graph; in the shipped models it only takes the batch
 /// axis away, which changes no kernel: the plans run in the same time and give bit-identical
-/// outputs (tests/models.rs), but it is a third of planning the detector (11 of 34 ms, paid by
+/// outputs (core/tests/models.rs), but it is a third of planning the detector (11 of 34 ms, paid by
 /// every authentication process). Passes are matched by their printed name (tract exports no
 /// type for them); a test checks the name still matches exactly one pass.
 pub fn declutter() -> tract_onnx::tract_core::optim::Optimizer {
