@@ -57,15 +57,8 @@ pam_hooks!(FaceKey);
 impl PamHooks for FaceKey {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let started = Instant::now();
-        quiet_panics();
         let mut report = Report::default();
-        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            authenticate(pamh, &args, flags, started, &mut report)
-        }));
-        let answer = match caught {
-            Ok(answer) => answer,
-            Err(_) => Answer::Panicked(take_panic_message()),
-        };
+        let answer = catching_panics(|| authenticate(pamh, &args, flags, started, &mut report));
         let code = pam_code(&answer);
         let line = format!(
             "user={} service={}: {code:?}: {answer} ({} ms in the module)",
@@ -303,6 +296,16 @@ fn quiet_panics() {
     });
 }
 
+/// Run `attempt` with panics caught: a panic becomes [`Answer::Panicked`] with its message, which goes
+/// into the answer (and so the log line), never to stderr.
+fn catching_panics(attempt: impl FnOnce() -> Answer) -> Answer {
+    quiet_panics();
+    match std::panic::catch_unwind(AssertUnwindSafe(attempt)) {
+        Ok(answer) => answer,
+        Err(_) => Answer::Panicked(take_panic_message()),
+    }
+}
+
 fn take_panic_message() -> String {
     match LAST_PANIC.lock().ok().and_then(|mut last| last.take()) {
         Some(message) => message,
@@ -378,5 +381,62 @@ mod tests {
                 "{answer}"
             );
         }
+    }
+
+    /// The body of [`a_panic_is_answered_authinfo_unavail_and_kept_off_stderr`]'s child process.
+    #[test]
+    #[ignore = "run by a_panic_is_answered_authinfo_unavail_and_kept_off_stderr in a process of its own"]
+    fn panicking_attempt() {
+        let answer = catching_panics(|| {
+            let empty: Vec<u8> = Vec::new();
+            let index = empty.len() + 3;
+            Answer::Panicked(format!("unreachable: {}", empty[index]))
+        });
+        let Answer::Panicked(message) = &answer else {
+            panic!("not caught as a panic: {answer}");
+        };
+        assert!(message.contains("index out of bounds"), "{message}");
+        assert_eq!(pam_code(&answer), PamResultCode::PAM_AUTHINFO_UNAVAIL);
+        assert_eq!(priority(&answer), Priority::Err);
+        assert!(answer.to_string().starts_with("internal error (panic): "));
+        // The hook stays in place: a second panic is caught the same way, and an attempt that does not
+        // panic passes through untouched.
+        let again = catching_panics(|| panic!("second"));
+        assert!(
+            matches!(&again, Answer::Panicked(m) if m.contains("second")),
+            "{again}"
+        );
+        let normal = catching_panics(|| Answer::NoUser(PamResultCode::PAM_CONV_ERR));
+        assert!(matches!(
+            normal,
+            Answer::NoUser(PamResultCode::PAM_CONV_ERR)
+        ));
+    }
+
+    /// A panic inside the module is answered PAM_AUTHINFO_UNAVAIL with its message for the log, and
+    /// prints nothing: run in a child test process with output not captured, whose stderr must stay empty.
+    #[test]
+    fn a_panic_is_answered_authinfo_unavail_and_kept_off_stderr() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::panicking_attempt",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed: {stdout}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the child ran no test: {stdout}"
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "written to stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
