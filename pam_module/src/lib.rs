@@ -416,8 +416,8 @@ mod tests {
     /// A panic inside the module is answered PAM_AUTHINFO_UNAVAIL with its message for the log, and
     /// prints nothing: run in a child test process with output not captured, whose stderr must stay empty.
     #[test]
-    fn a_panic_is_answered_authinfo_unavail_and_kept_off_stderr() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
+    fn a_panic_is_answered_authinfo_unavail_and_kept_off_stderr() -> std::io::Result<()> {
+        let out = std::process::Command::new(std::env::current_exe()?)
             .args([
                 "--exact",
                 "tests::panicking_attempt",
@@ -425,8 +425,7 @@ mod tests {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .output()
-            .unwrap();
+            .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "child failed: {stdout}");
         assert!(
@@ -438,5 +437,6 @@ mod tests {
             "written to stderr: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        Ok(())
     }
 }
