@@ -301,7 +301,7 @@ fn sigmoid(x: f32) -> f32 {
 /// Conv -> Transpose (NCHW to NHWC) -> Reshape ([1, anchors, C]), and a Sigmoid for cls and obj.
 /// Those nodes only reorder values and squash scores: `decode` can as well read the NCHW values in
 /// place and apply the sigmoid itself. In the graph, tract pays for them at every plan (several
-/// rewrite patches each: 5-6 ms of the ~45 ms a 448x320 plan costs, on every login) and runs them
+/// rewrite patches each: 5-6 ms of a 448x320 plan when measured, on every login) and runs them
 /// on every frame (3-5% of a detection). So each head's Conv now writes the graph output itself,
 /// raw NCHW, under the output's name (`cls_8` ... `kps_32`), and the nodes after it, with the
 /// constants only they read, are removed. Returns where each head (kind x stride) is in the output
