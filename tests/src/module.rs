@@ -4,7 +4,7 @@
 //! unit-test harness), so the first test that needs it runs cargo again, with the profile the tests were built
 //! with, into the same target folder (cargo's build lock is free while tests run).
 //!
-//! The command is `cargo build --workspace --lib --tests`, not `cargo build -p pam_facekey`: cargo unifies the
+//! The command is `cargo build --workspace --lib --bins --tests`, not `cargo build -p pam_facekey`: cargo unifies the
 //! features of shared dependencies over the packages and targets selected, and only the same selection as
 //! `cargo test --workspace` (every member, dev-dependencies active) reuses its compiled dependencies. Built with
 //! `-p pam_facekey` alone, tract would be compiled a second time on a clean machine. Right after
@@ -55,8 +55,10 @@ fn build() -> PathBuf {
         .args([
             "build",
             "--quiet",
-            "-p",
-            "pam_facekey",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
             "--profile",
             &profile,
         ])
@@ -66,7 +68,7 @@ fn build() -> PathBuf {
         .expect("run cargo build for pam_facekey");
     assert!(
         output.status.success(),
-        "cargo build --workspace --lib --tests (for libpam_facekey.so) failed:\n{}",
+        "cargo build --workspace --lib --bins --tests (for libpam_facekey.so) failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let so = profile_dir.join("libpam_facekey.so");
