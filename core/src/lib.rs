@@ -18,6 +18,7 @@ pub mod frame;
 pub mod liveness;
 pub mod models;
 pub mod policy;
+pub mod protocol;
 pub mod ratelimit;
 pub mod settings;
 pub mod store;

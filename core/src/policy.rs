@@ -206,6 +206,33 @@ pub enum Verdict {
     },
 }
 
+impl std::fmt::Display for Verdict {
+    /// The verdict as the log line states it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::NotApplicable(refusal) => write!(f, "not applicable: {refusal}"),
+            Verdict::RateLimited(l) => write!(
+                f,
+                "rate limited: {} failures of {} allowed, next attempt in {} s; camera not opened",
+                l.failures,
+                l.max_failures,
+                l.retry_after.as_secs()
+            ),
+            Verdict::RateLimitBroken(e) => write!(f, "rate limit: {e}"),
+            Verdict::Decided {
+                outcome,
+                bookkeeping,
+            } => {
+                write!(f, "{outcome}")?;
+                if let Some(e) = bookkeeping {
+                    write!(f, " (recording it for the rate limit failed: {e})")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// What one attempt needs besides the configuration.
 pub struct AttemptInput<'a> {
     pub user: &'a str,

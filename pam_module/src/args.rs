@@ -1,4 +1,5 @@
-//! The module arguments from the PAM stack line: `config=PATH`, `timeout=SECONDS`, `debug`.
+//! The module arguments from the PAM stack line: `config=PATH`, `timeout=SECONDS`, `debug`, `helper=PATH`,
+//! `use_helper`.
 //!
 //! They come from a root-owned file under /etc/pam.d, but are still checked: a relative configuration path or a
 //! timeout outside (0, 60] is an error (the module then answers "unavailable"), an unknown word is reported and
@@ -16,6 +17,10 @@ pub struct ModuleArgs {
     pub timeout: Option<f64>,
     /// `debug`: log each step, not only the decision.
     pub debug: bool,
+    /// `helper=PATH`: the helper to run instead of `/usr/libexec/facekey/facekey-check`. Absolute.
+    pub helper: Option<PathBuf>,
+    /// `use_helper`: decide through the helper (confined) even when the host process is root.
+    pub use_helper: bool,
     /// Words not understood, for a warning.
     pub unknown: Vec<String>,
 }
@@ -27,6 +32,8 @@ pub enum ArgError {
     NotUtf8(String),
     #[error("module argument config={0:?}: the path must be absolute")]
     RelativeConfig(String),
+    #[error("module argument helper={0:?}: the path must be absolute")]
+    RelativeHelper(String),
     #[error("module argument timeout={0:?}: expected seconds, greater than 0 and at most 60")]
     BadTimeout(String),
 }
@@ -40,6 +47,13 @@ pub fn parse(args: &[&CStr]) -> Result<ModuleArgs, ArgError> {
             .map_err(|_| ArgError::NotUtf8(arg.to_string_lossy().into_owned()))?;
         if arg == "debug" {
             out.debug = true;
+        } else if arg == "use_helper" {
+            out.use_helper = true;
+        } else if let Some(path) = arg.strip_prefix("helper=") {
+            if !path.starts_with('/') {
+                return Err(ArgError::RelativeHelper(path.to_owned()));
+            }
+            out.helper = Some(PathBuf::from(path));
         } else if let Some(path) = arg.strip_prefix("config=") {
             if !path.starts_with('/') {
                 return Err(ArgError::RelativeConfig(path.to_owned()));
@@ -76,6 +90,8 @@ mod tests {
             c"debug",
             c"config=/etc/facekey/other.toml",
             c"timeout=2.5",
+            c"helper=/opt/facekey-check",
+            c"use_helper",
             c"frobnicate",
         ]);
         assert_eq!(
@@ -84,6 +100,8 @@ mod tests {
                 config: Some(PathBuf::from("/etc/facekey/other.toml")),
                 timeout: Some(2.5),
                 debug: true,
+                helper: Some(PathBuf::from("/opt/facekey-check")),
+                use_helper: true,
                 unknown: vec!["frobnicate".to_owned()],
             })
         );
@@ -94,6 +112,10 @@ mod tests {
         assert_eq!(
             parse_strs(&[c"config=facekey.toml"]),
             Err(ArgError::RelativeConfig("facekey.toml".into()))
+        );
+        assert_eq!(
+            parse_strs(&[c"helper=facekey-check"]),
+            Err(ArgError::RelativeHelper("facekey-check".into()))
         );
     }
 

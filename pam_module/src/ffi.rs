@@ -1,10 +1,13 @@
-//! The one place this module touches raw pointers: `pam_syslog`, which pam-bindings does not wrap.
+//! The one place this module touches raw pointers: `pam_syslog`, which pam-bindings does not wrap, and the
+//! descriptor clean-up between fork and exec when the helper is started.
 //!
 //! `pam_syslog` logs with facility AUTHPRIV (it ORs `LOG_AUTHPRIV` into the priority) and prefixes the module and
 //! service name; it does not call `openlog`, so the host application's syslog identity is left alone. Everything
 //! else PAM-related goes through pam-bindings' safe wrappers (items, `pam_get_user`, the conversation).
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 use pam::module::PamHandle;
 
@@ -42,3 +45,27 @@ pub fn syslog(pamh: &PamHandle, priority: Priority, message: &str) {
         );
     }
 }
+
+/// Make `command`'s child close every descriptor above stderr when it executes: the host process (sudo, a lock
+/// screen) may hold descriptors without close-on-exec, and none of them is the helper's business. Its stdin,
+/// stdout and stderr are the pipes and /dev/null the command sets up.
+pub fn close_inherited_descriptors(command: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe calls are
+    // allowed: it makes the close_range(2) system call (or, on kernels without CLOSE_RANGE_CLOEXEC, fcntl(2)
+    // calls on a fixed range), allocates nothing, takes no lock and touches no memory of the parent. Marking
+    // descriptors close-on-exec instead of closing them keeps the pipe std uses to report a failed exec
+    // working until the exec itself.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::close_range(3, c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) != 0 {
+                for fd in 3..FALLBACK_DESCRIPTORS {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// How many descriptors the fallback marks when close_range(2) is missing (Linux before 5.11).
+const FALLBACK_DESCRIPTORS: c_int = 65_536;

@@ -17,6 +17,7 @@
 
 mod args;
 mod ffi;
+mod helper;
 
 use std::ffi::CStr;
 use std::fmt;
@@ -24,20 +25,22 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, Once};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::decision::Outcome;
 use facekey_core::policy::{self, AttemptInput, Request, System, Verdict};
 use facekey_core::settings::{self, IfMissing, SettingsError};
+use facekey_core::protocol::{CheckRequest, VerdictKind, VerdictSummary, HELPER_PATH, PROTOCOL_VERSION};
 use facekey_core::EngineCache;
 use pam::constants::{PamFlag, PamResultCode, PAM_SILENT, PAM_TEXT_INFO};
 use pam::conv::Conv;
-use pam::items::{RHost, Service};
+use pam::items::{RHost, RUser, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
 
 use args::{ArgError, ModuleArgs};
+use helper::HelperError;
 use ffi::Priority;
 
 /// The loaded models, kept for the life of the process.
@@ -87,6 +90,8 @@ enum Answer {
     NoUser(PamResultCode),
     /// The attempt ran: policy, rate limit, decision.
     Attempt(Verdict),
+    /// The attempt ran in the helper: its verdict, or why there was none.
+    Helper(Result<VerdictSummary, HelperError>),
     /// A panic was caught (a bug); its message.
     Panicked(String),
 }
@@ -111,6 +116,14 @@ fn pam_code(answer: &Answer) -> PamResultCode {
         }) => PAM_AUTHINFO_UNAVAIL,
         Answer::Attempt(Verdict::NotApplicable(_)) => PAM_AUTHINFO_UNAVAIL,
         Answer::Attempt(Verdict::RateLimitBroken(_)) => PAM_AUTHINFO_UNAVAIL,
+        Answer::Helper(Ok(VerdictSummary { kind, .. })) => match kind {
+            VerdictKind::Matched => PAM_SUCCESS,
+            VerdictKind::NoMatch | VerdictKind::NoFace | VerdictKind::RateLimited => PAM_AUTH_ERR,
+            VerdictKind::NotApplicable | VerdictKind::Unavailable | VerdictKind::RateLimitBroken => {
+                PAM_AUTHINFO_UNAVAIL
+            }
+        },
+        Answer::Helper(Err(_)) => PAM_AUTHINFO_UNAVAIL,
         Answer::BadArguments(_) | Answer::Config(_) | Answer::NoUser(_) | Answer::Panicked(_) => {
             PAM_AUTHINFO_UNAVAIL
         }
@@ -126,6 +139,16 @@ fn priority(answer: &Answer) -> Priority {
         | Answer::Attempt(Verdict::RateLimitBroken(_)) => Priority::Err,
         Answer::NoUser(_) | Answer::Attempt(Verdict::NotApplicable(_)) => Priority::Info,
         Answer::Attempt(Verdict::RateLimited(_) | Verdict::Decided { .. }) => Priority::Notice,
+        Answer::Helper(Err(_)) => Priority::Err,
+        Answer::Helper(Ok(VerdictSummary { kind, .. })) => match kind {
+            VerdictKind::RateLimitBroken => Priority::Err,
+            VerdictKind::NotApplicable => Priority::Info,
+            VerdictKind::Matched
+            | VerdictKind::NoMatch
+            | VerdictKind::NoFace
+            | VerdictKind::RateLimited
+            | VerdictKind::Unavailable => Priority::Notice,
+        },
     }
 }
 
@@ -136,27 +159,9 @@ impl fmt::Display for Answer {
             Answer::Config(e) => write!(f, "configuration: {e}"),
             Answer::NoUser(code) => write!(f, "pam_get_user failed: {code:?}"),
             Answer::Panicked(message) => write!(f, "internal error (panic): {message}"),
-            Answer::Attempt(Verdict::NotApplicable(refusal)) => {
-                write!(f, "not applicable: {refusal}")
-            }
-            Answer::Attempt(Verdict::RateLimited(l)) => write!(
-                f,
-                "rate limited: {} failures of {} allowed, next attempt in {} s; camera not opened",
-                l.failures,
-                l.max_failures,
-                l.retry_after.as_secs()
-            ),
-            Answer::Attempt(Verdict::RateLimitBroken(e)) => write!(f, "rate limit: {e}"),
-            Answer::Attempt(Verdict::Decided {
-                outcome,
-                bookkeeping,
-            }) => {
-                write!(f, "{outcome}")?;
-                if let Some(e) = bookkeeping {
-                    write!(f, " (recording it for the rate limit failed: {e})")?;
-                }
-                Ok(())
-            }
+            Answer::Helper(Ok(verdict)) => write!(f, "{} (through the helper)", verdict.text),
+            Answer::Helper(Err(e)) => write!(f, "{e}"),
+            Answer::Attempt(verdict) => write!(f, "{verdict}"),
         }
     }
 }
@@ -191,6 +196,9 @@ fn authenticate(
             Priority::Warning,
             &format!("ignoring unknown module arguments: {unknown}"),
         );
+    }
+    if args.use_helper || !rustix::process::geteuid().is_root() {
+        return through_helper(pamh, &args, flags, started, report);
     }
     let config = match load_config(&args) {
         Ok(config) => config,
@@ -259,6 +267,58 @@ fn authenticate(
         }
     }
     Answer::Attempt(verdict)
+}
+
+/// How long past the deadline the module waits for the helper's verdict before killing it: the helper's own
+/// decision gives up at the deadline plus `decision::DEADLINE_GRACE` and then settles the rate limit. Within the
+/// module's promise of the timeout plus 250 ms.
+const HELPER_GRACE: Duration = Duration::from_millis(220);
+
+/// The attempt in `facekey-check`, for a host without the privileges to read the enrolments (a lock screen
+/// running as the user), or everywhere with `use_helper`. The helper reads its own configuration and applies
+/// every rule itself; the module only relays. Its configuration is read here (when it can be) only for the
+/// timeout the module enforces.
+fn through_helper(
+    pamh: &mut PamHandle,
+    args: &ModuleArgs,
+    flags: PamFlag,
+    started: Instant,
+    report: &mut Report,
+) -> Answer {
+    let timeout = args.timeout.unwrap_or_else(|| {
+        load_config(args)
+            .map(|config| config.auth.timeout)
+            .unwrap_or_else(|_| Config::default().auth.timeout)
+    });
+    let user = match pamh.get_user(None) {
+        Ok(user) => user,
+        Err(code) => return Answer::NoUser(code),
+    };
+    report.user = Some(user.clone());
+    let service = item_text(pamh.get_item::<Service>().ok().flatten().map(|s| s.0));
+    report.service = service.clone();
+    let deadline = policy::deadline_after(started, timeout);
+    let request = CheckRequest {
+        protocol: PROTOCOL_VERSION,
+        user,
+        service,
+        rhost: item_text(pamh.get_item::<RHost>().ok().flatten().map(|h| h.0)),
+        ruser: item_text(pamh.get_item::<RUser>().ok().flatten().map(|u| u.0)),
+        tty: item_text(pamh.get_item::<Tty>().ok().flatten().map(|t| t.0)),
+        timeout_ms: deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX),
+    };
+    let path = args.helper.as_deref().unwrap_or(Path::new(HELPER_PATH));
+    let silent = flags & PAM_SILENT != 0;
+    let answer = helper::check(path, &request, deadline + HELPER_GRACE, &mut |notice| {
+        if !silent {
+            inform(pamh, notice);
+        }
+    });
+    Answer::Helper(answer)
 }
 
 /// The configuration named by `config=`, or the default file (built-in defaults when that one does not exist).
