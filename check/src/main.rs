@@ -6,7 +6,7 @@
 //! It runs the same attempt, through the same core entry point, as the module does in a privileged host.
 //!
 //! Anyone can run it directly, with any environment, arguments and input. So it must never: keep an environment
-//! variable; read a configuration other than /etc/facekey/config.toml; authenticate, when its real uid is not 0,
+//! variable; read a configuration other than /etc/facekey/config.toml unless its real uid is 0; authenticate, when its real uid is not 0,
 //! anyone but the user of that uid; let anything in the request widen what it does (the request's service,
 //! remote host and timeout can only narrow it); answer a request of another protocol version; write anything
 //! but protocol lines to stdout. Its exit code says nothing: only the verdict line counts.
@@ -17,14 +17,14 @@ use std::process::ExitCode;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use facekey_config::DEFAULT_CONFIG_PATH;
+use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::decision::Outcome;
 use facekey_core::policy::{self, AttemptInput, Request, System, Verdict};
 use facekey_core::protocol::{
     self, Body, CheckRequest, HelperMessage, LineBuffer, VerdictKind, VerdictSummary,
     PROTOCOL_VERSION,
 };
-use facekey_core::settings::{self, IfMissing};
+use facekey_core::settings::{self, IfMissing, SettingsError};
 use facekey_core::EngineCache;
 
 /// The models, for this one attempt.
@@ -124,8 +124,7 @@ fn attempt(request: &CheckRequest, started: Instant) -> VerdictSummary {
     if let Err(refusal) = caller_may_ask_for(&request.user) {
         return VerdictSummary::plain(VerdictKind::NotApplicable, refusal);
     }
-    let config = match settings::load_config(Path::new(DEFAULT_CONFIG_PATH), IfMissing::UseDefaults)
-    {
+    let config = match load_config(request) {
         Ok(config) => config,
         Err(e) => {
             return VerdictSummary::plain(VerdictKind::Unavailable, format!("configuration: {e}"))
@@ -160,6 +159,16 @@ fn attempt(request: &CheckRequest, started: Instant) -> VerdictSummary {
         }
     }
     VerdictSummary::of(&verdict, verdict.to_string())
+}
+
+/// /etc/facekey/config.toml; the file the request names only for a caller whose real uid is 0.
+fn load_config(request: &CheckRequest) -> Result<Config, SettingsError> {
+    match &request.config {
+        Some(path) if nix::unistd::getuid().is_root() => {
+            settings::load_config(Path::new(path), IfMissing::Fail)
+        }
+        _ => settings::load_config(Path::new(DEFAULT_CONFIG_PATH), IfMissing::UseDefaults),
+    }
 }
 
 /// A caller whose real uid is not 0 may only ask about its own account.

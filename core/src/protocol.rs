@@ -42,6 +42,9 @@ pub struct CheckRequest {
     pub ruser: Option<String>,
     /// PAM_TTY.
     pub tty: Option<String>,
+    /// The module's `config=` argument. Honoured only when the helper's real uid is 0 (a root caller could
+    /// run anything anyway); from anyone else it has no effect.
+    pub config: Option<String>,
     /// Time left for the attempt, in milliseconds; the helper uses the smaller of this and its configuration's
     /// `[auth] timeout`.
     pub timeout_ms: u64,
@@ -260,6 +263,7 @@ mod tests {
             rhost: None,
             ruser: None,
             tty: Some(":0".into()),
+            config: None,
             timeout_ms: 4000,
         }
     }

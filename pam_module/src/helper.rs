@@ -152,8 +152,8 @@ fn wait_readable(fd: &impl AsFd, until: Instant) -> io::Result<bool> {
     }
 }
 
-/// The helper's exit status once it has ended: waited for until `give_up` (plus a moment for a helper that
-/// has just written its verdict), then killed through its pidfd and reaped. `Ok(None)`: it had to be killed.
+/// The helper's exit status once it has ended: waited for until `give_up`, then killed through its pidfd and
+/// reaped. `Ok(None)`: it had to be killed (a verdict it already wrote still stands).
 fn finish(child: &mut Child, give_up: Instant) -> io::Result<Option<ExitStatus>> {
     if let Some(status) = child.try_wait()? {
         return Ok(Some(status));
@@ -161,8 +161,7 @@ fn finish(child: &mut Child, give_up: Instant) -> io::Result<Option<ExitStatus>>
     // The child is not reaped yet, so its pid cannot have been reused: the pidfd names this very process.
     let pid = Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("pid 0"))?;
     let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
-    let until = give_up.max(Instant::now() + EXIT_AFTER_VERDICT);
-    if wait_readable(&pidfd, until)? {
+    if wait_readable(&pidfd, give_up)? {
         return child.wait().map(Some);
     }
     match pidfd_send_signal(&pidfd, Signal::KILL) {
@@ -173,9 +172,6 @@ fn finish(child: &mut Child, give_up: Instant) -> io::Result<Option<ExitStatus>>
     child.wait()?;
     Ok(None)
 }
-
-/// How long a helper that has written its verdict may take to exit before it is killed.
-const EXIT_AFTER_VERDICT: Duration = Duration::from_millis(50);
 
 fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;

@@ -305,6 +305,7 @@ fn through_helper(
         rhost: item_text(pamh.get_item::<RHost>().ok().flatten().map(|h| h.0)),
         ruser: item_text(pamh.get_item::<RUser>().ok().flatten().map(|u| u.0)),
         tty: item_text(pamh.get_item::<Tty>().ok().flatten().map(|t| t.0)),
+        config: args.config.as_ref().map(|p| p.display().to_string()),
         timeout_ms: deadline
             .saturating_duration_since(Instant::now())
             .as_millis()
