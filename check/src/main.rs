@@ -43,7 +43,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !args.is_empty() {
-        eprintln!("facekey-check is started by pam_facekey.so; it takes no arguments but --protocol");
+        eprintln!(
+            "facekey-check is started by pam_facekey.so; it takes no arguments but --protocol"
+        );
         return ExitCode::from(2);
     }
     let body = match read_request(started + REQUEST_WAIT) {

@@ -311,7 +311,8 @@ mod tests {
                 found: PROTOCOL_VERSION + 1
             })
         );
-        let message = br#"{"protocol":0,"body":{"verdict":{"kind":"matched","label":null,"text":""}}}"#;
+        let message =
+            br#"{"protocol":0,"body":{"verdict":{"kind":"matched","label":null,"text":""}}}"#;
         assert_eq!(
             decode_message(message),
             Err(ProtocolError::Version { found: 0 })

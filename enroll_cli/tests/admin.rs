@@ -48,6 +48,7 @@ impl System {
             "etc/pam.d",
             "usr/share/pam-configs",
             "lib/x86_64-linux-gnu/security",
+            "usr/libexec/facekey",
             "dev",
         ] {
             fs::create_dir_all(root.join(d)).unwrap();
@@ -68,6 +69,12 @@ impl System {
         let module = root.join("lib/x86_64-linux-gnu/security/pam_facekey.so");
         fs::write(&module, b"\x7fELF").unwrap();
         chmod(&module, 0o644);
+        // The real helper, built beside this facekey, installed as the package does.
+        let helper = root.join("usr/libexec/facekey/facekey-check");
+        let built = Path::new(env!("CARGO_BIN_EXE_facekey")).with_file_name("facekey-check");
+        fs::copy(&built, &helper)
+            .unwrap_or_else(|e| panic!("{} (built with the workspace): {e}", built.display()));
+        chmod(&helper, 0o4755);
         let config = root.join("config.toml");
         let system = System { config, dir };
         let source = format!("file:{}", chip("John_Simm", 5).display());
@@ -147,6 +154,25 @@ fn line<'a>(report: &'a str, status: &str, area: &str, needle: &str) -> &'a str 
 }
 
 // --- doctor -----------------------------------------------------------------------------------------
+
+#[test]
+fn doctor_fails_a_helper_of_another_release_and_warns_when_it_is_not_setuid() {
+    let system = System::new();
+    system.enrol();
+    let helper = system.root().join("usr/libexec/facekey/facekey-check");
+    chmod(&helper, 0o755);
+    let report = text(&system.doctor());
+    line(&report, "warn", "helper", "is not setuid");
+    fs::remove_file(&helper).unwrap();
+    fs::write(&helper, "#!/bin/sh\necho facekey-check protocol 0\n").unwrap();
+    chmod(&helper, 0o4755);
+    let out = system.doctor();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    line(&report, "FAIL", "helper", "different releases");
+    chmod(&helper, 0o4757);
+    line(&text(&system.doctor()), "FAIL", "helper", "writable");
+}
 
 #[test]
 fn doctor_passes_a_complete_set_up_and_names_the_services() {
@@ -352,6 +378,7 @@ fn doctor_json_has_every_check() {
         "source",
         "infrared",
         "module",
+        "helper",
         "pam",
         "stack",
         "services",

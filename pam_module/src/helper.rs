@@ -15,13 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use facekey_core::protocol::{
-    self, Body, CheckRequest, LineBuffer, ProtocolError, VerdictSummary,
-};
+use facekey_core::protocol::{self, Body, CheckRequest, LineBuffer, ProtocolError, VerdictSummary};
 use facekey_core::trust::{self, TrustError};
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::time::Timespec;
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+use rustix::time::Timespec;
 
 use crate::ffi;
 
@@ -53,10 +51,12 @@ pub fn check(
 ) -> Result<VerdictSummary, HelperError> {
     // Only a helper that root controls is run: it decides who gets in. The file is then run by name, which is
     // safe because no one but root can change a directory on its path.
-    drop(trust::open_trusted_file(path).map_err(|error| HelperError::Untrusted {
-        error,
-        path: path.to_owned(),
-    })?);
+    drop(
+        trust::open_trusted_file(path).map_err(|error| HelperError::Untrusted {
+            error,
+            path: path.to_owned(),
+        })?,
+    );
     let started = Instant::now();
     let mut command = Command::new(path);
     command

@@ -30,8 +30,10 @@ use std::time::{Duration, Instant, SystemTime};
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::decision::Outcome;
 use facekey_core::policy::{self, AttemptInput, Request, System, Verdict};
+use facekey_core::protocol::{
+    CheckRequest, VerdictKind, VerdictSummary, HELPER_PATH, PROTOCOL_VERSION,
+};
 use facekey_core::settings::{self, IfMissing, SettingsError};
-use facekey_core::protocol::{CheckRequest, VerdictKind, VerdictSummary, HELPER_PATH, PROTOCOL_VERSION};
 use facekey_core::EngineCache;
 use pam::constants::{PamFlag, PamResultCode, PAM_SILENT, PAM_TEXT_INFO};
 use pam::conv::Conv;
@@ -40,8 +42,8 @@ use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
 
 use args::{ArgError, ModuleArgs};
-use helper::HelperError;
 use ffi::Priority;
+use helper::HelperError;
 
 /// The loaded models, kept for the life of the process.
 static ENGINES: LazyLock<EngineCache> = LazyLock::new(EngineCache::new);
@@ -119,9 +121,9 @@ fn pam_code(answer: &Answer) -> PamResultCode {
         Answer::Helper(Ok(VerdictSummary { kind, .. })) => match kind {
             VerdictKind::Matched => PAM_SUCCESS,
             VerdictKind::NoMatch | VerdictKind::NoFace | VerdictKind::RateLimited => PAM_AUTH_ERR,
-            VerdictKind::NotApplicable | VerdictKind::Unavailable | VerdictKind::RateLimitBroken => {
-                PAM_AUTHINFO_UNAVAIL
-            }
+            VerdictKind::NotApplicable
+            | VerdictKind::Unavailable
+            | VerdictKind::RateLimitBroken => PAM_AUTHINFO_UNAVAIL,
         },
         Answer::Helper(Err(_)) => PAM_AUTHINFO_UNAVAIL,
         Answer::BadArguments(_) | Answer::Config(_) | Answer::NoUser(_) | Answer::Panicked(_) => {

@@ -57,7 +57,11 @@ fn world_with_helper(images: &[PathBuf], helper: &Path) -> World {
     world.write_module_service(
         "sudo",
         &config,
-        &format!("timeout={} use_helper helper={}", TIMEOUT.as_secs_f64(), helper.display()),
+        &format!(
+            "timeout={} use_helper helper={}",
+            TIMEOUT.as_secs_f64(),
+            helper.display()
+        ),
     );
     world
 }
@@ -98,7 +102,11 @@ fn authenticate(world: &World, flags: c_int) -> (c_int, Duration, Vec<String>) {
 fn the_real_helper_matches_the_enrolled_face_and_relays_its_notices() {
     let world = world_with_helper(&[face(ENROLLED, PROBE_IMAGE)], &real_helper());
     let (code, elapsed, infos) = authenticate(&world, 0);
-    assert_code(code, face_decision(PAM_SUCCESS), "enrolled face through the helper");
+    assert_code(
+        code,
+        face_decision(PAM_SUCCESS),
+        "enrolled face through the helper",
+    );
     assert!(elapsed <= TIMEOUT + SLACK, "took {elapsed:?}");
     if code == PAM_SUCCESS {
         assert_eq!(
@@ -113,7 +121,11 @@ fn the_real_helper_matches_the_enrolled_face_and_relays_its_notices() {
 fn the_real_helper_refuses_another_face_and_keeps_quiet_when_silent() {
     let world = world_with_helper(&[face(OTHER, PROBE_IMAGE)], &real_helper());
     let (code, _, infos) = authenticate(&world, SILENT);
-    assert_code(code, face_decision(PAM_AUTH_ERR), "another face through the helper");
+    assert_code(
+        code,
+        face_decision(PAM_AUTH_ERR),
+        "another face through the helper",
+    );
     assert!(infos.is_empty(), "PAM_SILENT, yet told: {infos:?}");
 }
 
@@ -125,7 +137,10 @@ const BROKEN: &[(&str, &str)] = &[
     ("exits_early", "exit 0"),
     ("exits_with_an_error", "exit 3"),
     ("prints_garbage", "head -c 100 /dev/urandom; exit 0"),
-    ("prints_a_long_line", "head -c 100000 /dev/zero | tr '\\0' x; exec sleep 30"),
+    (
+        "prints_a_long_line",
+        "head -c 100000 /dev/zero | tr '\\0' x; exec sleep 30",
+    ),
     (
         "speaks_another_protocol",
         r#"echo '{"protocol":999,"body":{"verdict":{"kind":"matched","label":"x","text":"x"}}}'"#,
@@ -154,7 +169,11 @@ fn a_broken_helper_is_authinfo_unavail_by_the_deadline_and_leaves_no_child() {
         world.write_module_service(
             "sudo",
             &config,
-            &format!("timeout={} use_helper helper={}", TIMEOUT.as_secs_f64(), helper.display()),
+            &format!(
+                "timeout={} use_helper helper={}",
+                TIMEOUT.as_secs_f64(),
+                helper.display()
+            ),
         );
         let (code, elapsed, _) = authenticate(&world, 0);
         assert_code(code, PAM_AUTHINFO_UNAVAIL, name);

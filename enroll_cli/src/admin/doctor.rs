@@ -18,6 +18,7 @@ use facekey_core::camera::devices::{self, DeviceEntry};
 use facekey_core::camera::negotiate::{self, NoChoice};
 use facekey_core::camera::Settings;
 use facekey_core::models::{self, ModelError, ModelLocation};
+use facekey_core::protocol;
 use facekey_core::settings::{self, IfMissing, SettingsError};
 use facekey_core::store::{EmbedderId, Store, StoreError, UserName};
 use facekey_core::trust;
@@ -125,6 +126,8 @@ pub struct System {
     pub pam_configs: PathBuf,
     /// Where libpam looks for modules, most likely first.
     pub module_dirs: Vec<PathBuf>,
+    /// `facekey-check`, the helper the module runs for hosts without privileges.
+    pub helper: PathBuf,
     pub cameras: Cameras,
     /// Whether the check runs with root's view of the files (see [`run`]).
     pub as_root: bool,
@@ -168,6 +171,7 @@ impl System {
             pam_dir: root.join("etc/pam.d"),
             pam_configs: root.join("usr/share/pam-configs"),
             module_dirs,
+            helper: root.join(protocol::HELPER_PATH.trim_start_matches('/')),
             cameras: Cameras::Nodes(root.join("dev")),
             as_root: nix::unistd::geteuid().is_root(),
         }
@@ -696,6 +700,7 @@ fn replay_line(source: &str) -> Check {
 
 fn check_pam(system: &System, config: &Config, checks: &mut Vec<Check>) {
     checks.push(check_module(system));
+    checks.push(check_helper(&system.helper));
 
     let profile = system.pam_configs.join("facekey");
     if !profile.is_file() {
@@ -882,6 +887,83 @@ fn check_module(system: &System) -> Check {
         ),
         Err(e) => Check::fail("module", e.to_string(), None),
     }
+}
+
+/// The helper: present, root's and closed to others like the module, setuid root (or lock screens that run as
+/// the user cannot use faces), and speaking the module's protocol version (a half-upgraded system does not).
+fn check_helper(path: &Path) -> Check {
+    let reinstall = Some("apt-get install --reinstall facekey".to_owned());
+    if let Err(e) = trust::open_trusted_file(path) {
+        return Check::fail("helper", e.to_string(), reinstall);
+    }
+    let mode = fs::metadata(path).map(|m| m.mode()).unwrap_or(0);
+    let speaks = helper_protocol(path);
+    let expected = format!("facekey-check protocol {}", protocol::PROTOCOL_VERSION);
+    match speaks {
+        Ok(line) if line != expected => {
+            return Check::fail(
+                "helper",
+                format!(
+                    "{} answers \"{line}\", this facekey speaks \"{expected}\": the two come from \
+                     different releases, and the module will refuse the helper",
+                    path.display()
+                ),
+                reinstall,
+            )
+        }
+        Ok(_) => {}
+        Err(reason) => {
+            return Check::fail("helper", format!("{}: {reason}", path.display()), reinstall)
+        }
+    }
+    if mode & 0o4000 == 0 {
+        return Check::warn(
+            "helper",
+            format!(
+                "{} ({}) is not setuid: lock screens that run PAM as the user cannot read the \
+                 enrolments, so face unlock works only where PAM runs as root (sudo, login, the display manager)",
+                path.display(),
+                owner_and_mode(path)
+            ),
+            Some(format!("chmod 4755 {}", path.display())),
+        );
+    }
+    Check::ok(
+        "helper",
+        format!("{}: {}, {expected}", path.display(), owner_and_mode(path)),
+    )
+}
+
+/// What `facekey-check --protocol` prints, within two seconds.
+fn helper_protocol(path: &Path) -> Result<String, String> {
+    let mut child = std::process::Command::new(path)
+        .arg("--protocol")
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("no answer to --protocol within 2 s".into());
+            }
+        }
+    }
+    let mut out = String::new();
+    use std::io::Read;
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    Ok(out.trim().to_owned())
 }
 
 fn check_state_dir(config: &Config) -> Check {
