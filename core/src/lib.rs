@@ -5,11 +5,13 @@
 //! samples in [`store`]). [`models`] reads the model files through [`trust`] and verifies their hashes.
 //! The PAM module and the CLI both decide through [`decision::authenticate`].
 //!
-//! Unsafe code is denied here except in `camera::stream`, the one place that maps V4L2 buffers.
+//! Unsafe code is denied here except in `camera::stream`, the one place that maps V4L2 buffers, and
+//! the one `fork` in `confine::run_confined`.
 #![deny(unsafe_code)]
 
 pub mod align;
 pub mod camera;
+pub mod confine;
 pub mod decision;
 pub mod detect;
 pub mod embed;
