@@ -137,7 +137,10 @@ fn pam_facekey_page_names_every_module_argument_and_return_code() {
     for piece in parser.split("strip_prefix(\"").skip(1) {
         accepted.push(piece.split('"').next().unwrap().to_owned());
     }
-    assert_eq!(accepted, ["debug", "config=", "timeout="]);
+    assert_eq!(
+        accepted,
+        ["debug", "use_helper", "helper=", "config=", "timeout="]
+    );
     for arg in &accepted {
         let key = arg.trim_end_matches('=');
         assert!(
@@ -294,7 +297,12 @@ fn every_asset_cargo_deb_packs_exists() {
                 "{source} does not exist"
             );
         }
-        let expected_mode = if dest == "usr/bin/" { "755" } else { "644" };
+        let expected_mode = match dest {
+            "usr/bin/" => "755",
+            // The helper for lock screens that run PAM as the user (docs/security.md).
+            "usr/libexec/facekey/facekey-check" => "4755",
+            _ => "644",
+        };
         assert_eq!(mode, expected_mode, "{source}");
     }
     for dest in [
