@@ -113,6 +113,8 @@ impl fmt::Display for Confined {
 /// the caller must not go on to parse untrusted bytes, only report and exit.
 #[derive(thiserror::Error, Debug)]
 pub enum ConfineError {
+    #[error("cannot ask to be killed with the parent process (PR_SET_PDEATHSIG): {0}")]
+    ParentDeath(nix::Error),
     #[error(
         "the process has {0} threads: confinement binds only the calling thread, so it must run \
          before any thread starts (fork first, or confine earlier)"
@@ -154,12 +156,30 @@ pub enum ConfineError {
 /// restrict it with Landlock, then install the seccomp allow-list on every thread. Irreversible.
 /// Refused when the process has more than one thread.
 pub fn confine(confinement: &Confinement) -> Result<Confined, ConfineError> {
+    confine_with(confinement, None)
+}
+
+/// [`confine`]; with `parent`, the process is also killed when `parent` ends (a confined child whose
+/// parent was killed at its deadline must not go on holding the camera). The parent-death signal is set
+/// after the ids change, which clears it.
+fn confine_with(
+    confinement: &Confinement,
+    parent: Option<nix::unistd::Pid>,
+) -> Result<Confined, ConfineError> {
     let threads = thread_count().map_err(ConfineError::ThreadCount)?;
     if threads != 1 {
         return Err(ConfineError::Threaded(threads));
     }
     prime_libraries();
     let account = drop_privileges()?;
+    if let Some(parent) = parent {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(ConfineError::ParentDeath)?;
+        // The parent may have ended before the signal was asked for: then nothing would send it.
+        if nix::unistd::getppid() != parent {
+            std::process::exit(5);
+        }
+    }
     nix::sys::prctl::set_no_new_privs().map_err(ConfineError::NoNewPrivs)?;
     let no_new_privs = nix::sys::prctl::get_no_new_privs().map_err(ConfineError::NoNewPrivs)?;
     let landlock = restrict_filesystem(confinement)?;
@@ -671,12 +691,13 @@ where
     // another since), so no lock, allocator state or other thread's data is left half-changed in
     // the child. The child runs only this function's code and leaves through `process::exit`
     // without returning into the caller.
+    let parent_pid = nix::unistd::getpid();
     #[allow(unsafe_code)]
     let forked = unsafe { nix::unistd::fork() }.map_err(start("fork"))?;
     match forked {
         nix::unistd::ForkResult::Child => {
             drop(reader);
-            child(writer, confinement, prepare, work)
+            child(writer, parent_pid, confinement, prepare, work)
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(writer);
@@ -688,13 +709,21 @@ where
 /// The child's side: never returns.
 fn child<P, T: Serialize>(
     writer: OwnedFd,
+    parent: nix::unistd::Pid,
     confinement: &Confinement,
     prepare: impl FnOnce() -> P,
     work: impl FnOnce(P) -> T,
 ) -> ! {
+    // Killed with the parent from the start: a parent killed at its deadline (the PAM module kills
+    // facekey-check so) must not leave this process opening the camera or deciding on its own.
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() != parent
+    {
+        std::process::exit(5);
+    }
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let prepared = prepare();
-        match confine(confinement) {
+        match confine_with(confinement, Some(parent)) {
             Ok(confined) => Answer::Done {
                 value: work(prepared),
                 confined,

@@ -601,3 +601,57 @@ fn a_child_that_cannot_confine_itself_does_no_work() {
         }
     }));
 }
+
+/// A process that is running a confined child is killed (as the PAM module kills facekey-check at its
+/// deadline): the confined child goes with it at once instead of deciding, or holding the camera, on its own.
+#[test]
+fn a_confined_child_dies_with_its_parent() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let pid_file = dir.path().join("child.pid");
+    let written = pid_file.clone();
+    // SAFETY: the forked process only runs run_confined (which forks again) and exits; it never returns
+    // into the test harness.
+    let parent = match unsafe { nix::unistd::fork() }.expect("fork") {
+        ForkResult::Child => {
+            let _ = run_confined::<_, u32>(
+                Instant::now() + Duration::from_secs(30),
+                &Confinement::default(),
+                move || {
+                    // Still privileged here: say who this is.
+                    let _ = std::fs::write(&written, nix::unistd::getpid().to_string());
+                },
+                |()| -> u32 {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                    }
+                },
+            );
+            std::process::exit(0)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let child = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                break pid;
+            }
+        }
+        assert!(Instant::now() < until, "the confined child never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Let it get past confinement into its work.
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(parent, Signal::SIGKILL).expect("kill the parent");
+    waitpid(parent, None).expect("reap the parent");
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .unwrap_or(false)
+    };
+    let until = Instant::now() + Duration::from_secs(1);
+    while alive(child) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!alive(child), "confined child {child} outlived its killed parent");
+}
