@@ -248,11 +248,19 @@ fn authenticate_enrolled(
     } = enrolled;
     // The models load on other threads while the source opens here; once the source knows its frame
     // size, the detector is planned for it. The engine is handed over as soon as the detector is
-    // ready: the first frame is searched while the embedder is still loading (Engine::start).
+    // ready: the first frame is searched while the embedder is still loading (Engine::start). The
+    // loader waits for the size no longer than the deadline, so it ends even when the source
+    // stalls in open (the engine cache is not locked meanwhile: see EngineCache).
     let (size_tx, size_rx) = std::sync::mpsc::sync_channel::<Option<(u32, u32)>>(1);
     let (engine, source) = std::thread::scope(|scope| {
-        let engine = scope
-            .spawn(move || engines.get_with_hint(config, move || size_rx.recv().ok().flatten()));
+        let engine = scope.spawn(move || {
+            engines.get_with_hint(config, move || {
+                size_rx
+                    .recv_timeout(frame::remaining(deadline))
+                    .ok()
+                    .flatten()
+            })
+        });
         let source = open_source();
         // A full buffer or a gone receiver (the engine was cached) only means the hint is not needed.
         let _ = size_tx.try_send(source.as_ref().ok().and_then(|s| s.frame_size_hint()));
@@ -272,6 +280,13 @@ fn authenticate_enrolled(
         Ok(s) => s,
         Err(e) => return Outcome::Unavailable(e.into()),
     };
+    if Instant::now() >= deadline {
+        // Opened too late to read a frame: say so rather than "no face seen".
+        return Outcome::Unavailable(Unavailable::Source(SourceError::Device {
+            device: config.camera.source.clone(),
+            reason: "the frame source took until the deadline to open".into(),
+        }));
+    }
     if let Err(e) = liveness::check_infrared(&config.camera, source.as_ref()) {
         return Outcome::Unavailable(e.into());
     }

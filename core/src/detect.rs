@@ -15,7 +15,7 @@ use image::RgbImage;
 use tract_onnx::pb::{type_proto, ModelProto, NodeProto, TensorProto, TypeProto};
 use tract_onnx::prelude::*;
 
-use crate::models::{self, ModelError, Plan};
+use crate::models::{self, ModelError, Plan, VerifiedModel};
 
 /// A detected face, in frame coordinates.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,8 +156,15 @@ impl Detector {
     /// Read the detector named by the configuration (trust and hash checked), parse it, and cut its
     /// output post-processing off the graph (`cut_heads`).
     pub fn load(config: &Config) -> Result<Detector, ModelError> {
-        let location = models::detector_location(config);
-        let bytes = models::read_verified(&location)?;
+        Detector::from_file(
+            VerifiedModel::read(models::detector_location(config))?,
+            config,
+        )
+    }
+
+    /// [`Detector::load`] from a file already read and verified (opens no file).
+    pub fn from_file(model: VerifiedModel, config: &Config) -> Result<Detector, ModelError> {
+        let (location, bytes) = model.into_parts();
         let mut proto = models::parse_proto(&bytes, &location.path)?;
         let outputs = cut_heads(&mut proto).map_err(|reason| ModelError::Invalid {
             path: location.path.clone(),

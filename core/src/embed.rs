@@ -9,7 +9,7 @@ use image::RgbImage;
 use tract_onnx::prelude::*;
 
 use crate::align::CHIP_SIZE;
-use crate::models::{self, ModelError, ModelLocation, Plan};
+use crate::models::{self, ModelError, ModelLocation, Plan, VerifiedModel};
 use crate::store::EmbedderId;
 
 /// Length of a dlib ResNet embedding.
@@ -48,8 +48,12 @@ pub struct Embedder {
 impl Embedder {
     /// Read the embedder the configuration names (trust and hash checked) and plan it.
     pub fn load(config: &Config) -> Result<Embedder, ModelError> {
-        let location = models::embedder_location(config);
-        let bytes = models::read_verified(&location)?;
+        Embedder::from_file(VerifiedModel::read(models::embedder_location(config))?)
+    }
+
+    /// Plan the embedder from a file already read and verified (opens no file).
+    pub fn from_file(model: VerifiedModel) -> Result<Embedder, ModelError> {
+        let (location, bytes) = model.into_parts();
         let shape = [1, 3, CHIP_SIZE as usize, CHIP_SIZE as usize];
         let plan = models::build_plan(bytes, &location.path, &shape)?;
         Ok(Embedder {

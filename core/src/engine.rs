@@ -1,10 +1,16 @@
 //! The engine: the loaded models and what they do to one image (detect, align, embed).
 //!
-//! Loading reads and verifies both model files. The embedder loads on its own thread while the
-//! detector loads (and is planned for the camera's frame size) on the caller's: a login waits for
-//! the slower of the two rather than their sum. [`Engine::start`] returns as soon as the detector
-//! is ready, so the first frame is searched for a face while the embedder is still being planned;
-//! the embedder is waited for only when a face needs embedding.
+//! Loading first reads and verifies both model files ([`ModelFiles::read`]), then builds the models
+//! from those bytes ([`Engine::start_from`], which opens no file: a confined process reads, confines
+//! itself, then builds). The embedder is built on its own thread while the detector is parsed (and
+//! planned for the camera's frame size) on the caller's: a login waits for the slower of the two
+//! rather than their sum. [`Engine::start`] returns as soon as the detector is ready, so the first
+//! frame is searched for a face while the embedder is still being planned; the embedder is waited
+//! for only when a face needs embedding.
+//!
+//! The [`EngineCache`] lock is held only to look an engine up or to store one: never while models
+//! load nor while anything waits for a frame source, so one stalled attempt in a long-lived process
+//! cannot hold up the next.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -15,7 +21,7 @@ use image::RgbImage;
 use crate::align;
 use crate::detect::{DetectError, Detector, Face};
 use crate::embed::{EmbedError, Embedder, Embedding};
-use crate::models::{self, ModelError, ModelLocation};
+use crate::models::{self, ModelError, ModelFiles, ModelLocation, VerifiedModel};
 use crate::store::EmbedderId;
 
 /// The two models: the detector ready to run, the embedder ready or still loading.
@@ -51,22 +57,39 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Start loading the embedder on its own thread, load the detector on this one and plan it for
-    /// the frame size `size_hint` gives (it may block until the frame source knows it), and return
-    /// once the detector is ready. [`Engine::embedder`] waits for the embedder.
+    /// Read and verify both model files, then [`Engine::start_from`] them.
     pub fn start(
         config: &Config,
         size_hint: impl FnOnce() -> Option<(u32, u32)>,
     ) -> Result<Engine, ModelError> {
-        let embedder = PendingEmbedder::start(config);
-        let detector = Detector::load(config)?;
-        if let Some((width, height)) = size_hint() {
+        Engine::start_from(ModelFiles::read(config)?, config, size_hint)
+    }
+
+    /// Start building the embedder on its own thread, parse the detector on this one and plan it
+    /// for the frame size `size_hint` gives (it may block until the frame source knows it: bound
+    /// that wait by the attempt's deadline), and return once the detector is ready.
+    /// [`Engine::embedder`] waits for the embedder. Opens no file: `files` holds the verified bytes.
+    pub fn start_from(
+        files: ModelFiles,
+        config: &Config,
+        size_hint: impl FnOnce() -> Option<(u32, u32)>,
+    ) -> Result<Engine, ModelError> {
+        let ModelFiles { detector, embedder } = files;
+        let embedder = PendingEmbedder::start(embedder);
+        // On an error here the embedder's thread is left to finish on its own: it holds only its
+        // own bytes, and waiting for it would only delay the answer.
+        let detector = Detector::from_file(detector, config)?;
+        let engine = Engine { detector, embedder };
+        engine.plan_for(size_hint());
+        Ok(engine)
+    }
+
+    /// Plan the detector for frames of this size ahead of the first one.
+    fn plan_for(&self, size: Option<(u32, u32)>) {
+        if let Some((width, height)) = size {
             // A failure here shows again, with its reason, on the first frame.
-            let _ = detector.prepare_for_frame(width, height);
+            let _ = self.detector.prepare_for_frame(width, height);
         }
-        // On an error above the embedder's thread is left to finish on its own: it holds only
-        // its own copy of the configuration, and waiting for it would only delay the answer.
-        Ok(Engine { detector, embedder })
     }
 
     /// The embedder, waiting for it to finish loading; its loading error if it failed.
@@ -108,23 +131,37 @@ struct PendingEmbedder {
 }
 
 impl PendingEmbedder {
-    fn start(config: &Config) -> PendingEmbedder {
-        let location = models::embedder_location(config);
+    fn start(model: VerifiedModel) -> PendingEmbedder {
         let pending = PendingEmbedder {
-            id: Embedder::id_for(&location),
-            path: location.path,
+            id: Embedder::id_for(&model.location),
+            path: model.location.path.clone(),
             loader: Mutex::new(None),
             done: OnceLock::new(),
         };
-        let owned = config.clone();
+        // Shared so the bytes can be taken back when no thread can be started.
+        let model = Arc::new(Mutex::new(Some(model)));
+        let for_thread = model.clone();
         let spawned = std::thread::Builder::new()
             .name("facekey-embedder".into())
-            .spawn(move || Embedder::load(&owned));
+            .spawn(move || match lock(&for_thread).take() {
+                Some(model) => Embedder::from_file(model),
+                None => Err(ModelError::Invalid {
+                    path: "embedder".into(),
+                    reason: "the model was taken by another loader".into(),
+                }),
+            });
         match spawned {
             Ok(handle) => *lock(&pending.loader) = Some(handle),
-            // No thread to be had: load here, one model after the other.
+            // No thread to be had: build it here, one model after the other.
             Err(_) => {
-                let _ = pending.done.set(Embedder::load(config).map_err(Arc::new));
+                let result = match lock(&model).take() {
+                    Some(model) => Embedder::from_file(model),
+                    None => Err(ModelError::Invalid {
+                        path: pending.path.clone(),
+                        reason: "the model was taken by another loader".into(),
+                    }),
+                };
+                let _ = pending.done.set(result.map_err(Arc::new));
             }
         }
         pending
@@ -160,6 +197,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Keeps one loaded engine for as long as the configuration names the same model files, so a
 /// long-lived process (the PAM module inside a screen locker) loads the models once.
+///
+/// The lock is held only to look the engine up and to store a new one. Models are read, parsed and
+/// planned with no lock held, so an attempt whose frame source stalls (the size hint waits for it)
+/// or whose disk is slow never blocks another attempt; two attempts that both find the cache empty
+/// both load, and the later engine is kept.
 #[derive(Default)]
 pub struct EngineCache {
     slot: Mutex<Option<(ModelKey, Arc<Engine>)>>,
@@ -178,7 +220,8 @@ impl EngineCache {
     }
 
     /// [`EngineCache::get`]; a first load also plans the detector for the frame size the hint gives
-    /// (see [`Engine::start`]). A cached engine already holds the plans of earlier frames.
+    /// (see [`Engine::start`]), after the engine is stored, so a hint that waits holds nothing up.
+    /// A cached engine already holds the plans of earlier frames: the hint is not asked.
     pub fn get_with_hint(
         &self,
         config: &Config,
@@ -189,15 +232,50 @@ impl EngineCache {
             models::embedder_location(config),
             config.detection.clone(),
         );
-        let mut slot = lock(&self.slot);
-        if let Some((k, engine)) = slot.as_ref() {
-            // An engine whose embedder failed to load is loaded again (the file may be fixed).
-            if *k == key && !engine.embedder.failed() {
-                return Ok(engine.clone());
-            }
+        if let Some(engine) = self.cached(&key) {
+            return Ok(engine);
         }
-        let engine = Arc::new(Engine::start(config, size_hint)?);
-        *slot = Some((key, engine.clone()));
+        self.load(key, ModelFiles::read(config)?, config, size_hint)
+    }
+
+    /// [`EngineCache::get_with_hint`] for model files already read and verified: opens no file
+    /// (for a process that reads first and confines itself before parsing).
+    pub fn get_from(
+        &self,
+        files: ModelFiles,
+        config: &Config,
+        size_hint: impl FnOnce() -> Option<(u32, u32)>,
+    ) -> Result<Arc<Engine>, ModelError> {
+        let key = (
+            files.detector.location.clone(),
+            files.embedder.location.clone(),
+            config.detection.clone(),
+        );
+        if let Some(engine) = self.cached(&key) {
+            return Ok(engine);
+        }
+        self.load(key, files, config, size_hint)
+    }
+
+    /// The stored engine for `key`, unless its embedder failed to load (the file may be fixed).
+    fn cached(&self, key: &ModelKey) -> Option<Arc<Engine>> {
+        let slot = lock(&self.slot);
+        match slot.as_ref() {
+            Some((k, engine)) if k == key && !engine.embedder.failed() => Some(engine.clone()),
+            _ => None,
+        }
+    }
+
+    fn load(
+        &self,
+        key: ModelKey,
+        files: ModelFiles,
+        config: &Config,
+        size_hint: impl FnOnce() -> Option<(u32, u32)>,
+    ) -> Result<Arc<Engine>, ModelError> {
+        let engine = Arc::new(Engine::start_from(files, config, || None)?);
+        *lock(&self.slot) = Some((key, engine.clone()));
+        engine.plan_for(size_hint());
         Ok(engine)
     }
 }

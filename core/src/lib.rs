@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod settings;
 pub mod store;
+pub mod tract_knobs;
 pub mod trust;
 
 pub use decision::{authenticate, Outcome, Stats, Unavailable};

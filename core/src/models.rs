@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 
+use crate::tract_knobs::{self, PinError};
 use crate::trust::{self, TrustError};
 
 /// A model file the product ships, with its pinned hash.
@@ -71,6 +72,9 @@ pub enum ModelError {
     /// An error met once while loading, told again to each caller that needed that model.
     #[error(transparent)]
     Shared(Arc<ModelError>),
+    /// tract's knobs could not be pinned: no model is parsed.
+    #[error("inference engine settings: {0}")]
+    Knobs(#[from] PinError),
 }
 
 /// Where a model file is and which hash it must have.
@@ -136,6 +140,61 @@ pub fn read_verified(location: &ModelLocation) -> Result<Vec<u8>, ModelError> {
     Ok(bytes)
 }
 
+/// A model file read through the trust check and verified against its hash: the bytes in memory,
+/// ready to be parsed without opening anything.
+pub struct VerifiedModel {
+    pub location: ModelLocation,
+    bytes: Vec<u8>,
+}
+
+impl VerifiedModel {
+    /// Read and verify the file at `location` ([`read_verified`]).
+    pub fn read(location: ModelLocation) -> Result<VerifiedModel, ModelError> {
+        let bytes = read_verified(&location)?;
+        Ok(VerifiedModel { location, bytes })
+    }
+
+    /// The verified bytes, for parsing (the location comes along for messages).
+    pub fn into_parts(self) -> (ModelLocation, Vec<u8>) {
+        (self.location, self.bytes)
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl std::fmt::Debug for VerifiedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedModel")
+            .field("location", &self.location)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Both model files a configuration names, read and verified: everything the models need from the
+/// file system. What follows ([`crate::engine::Engine::start_from`]) opens no file.
+#[derive(Debug)]
+pub struct ModelFiles {
+    pub detector: VerifiedModel,
+    pub embedder: VerifiedModel,
+}
+
+impl ModelFiles {
+    /// Read and verify the detector and the embedder the configuration names.
+    pub fn read(config: &Config) -> Result<ModelFiles, ModelError> {
+        Ok(ModelFiles {
+            detector: VerifiedModel::read(detector_location(config))?,
+            embedder: VerifiedModel::read(embedder_location(config))?,
+        })
+    }
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -152,6 +211,7 @@ pub type Plan = Arc<TypedRunnableModel>;
 /// and folded weights go straight into the graph (never through the protobuf), so the weights exist
 /// at most twice at once: as tract's tensors and as the optimised plan's packed copy.
 pub fn build_plan(bytes: Vec<u8>, path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
+    tract_knobs::pin()?;
     let (proto, weights) = decode_and_fold(&bytes, path)?;
     drop(bytes);
     let mut model = tract_onnx::onnx()
@@ -244,6 +304,7 @@ pub fn plan_proto(
     path: &Path,
     input_shape: &[usize],
 ) -> Result<Plan, ModelError> {
+    tract_knobs::pin()?;
     let model = tract_onnx::onnx()
         .model_for_proto_model(proto)
         .map_err(invalid(path))?;

@@ -452,3 +452,103 @@ fn first_frame_time_is_recorded() {
     let s = stats(&outcome);
     assert!(s.first_frame.is_some_and(|t| t <= s.elapsed), "{s:?}");
 }
+
+/// Set in the child process of the long-lived test, which runs alone so its thread count is its own.
+const STALL_CHILD: &str = "FACEKEY_TEST_STALL_CHILD";
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// A long-lived process (a screen locker, gdm): the first attempt's frame source stalls in open past
+/// the deadline (it blocks on a channel this test holds). That attempt answers by its deadline plus
+/// grace; a second attempt with a working source, while the first is still stalled, matches within
+/// its own deadline (the engine cache is not held by the stalled one); once the stalled open
+/// returns, every thread the attempts started ends and the count is back to where it began.
+#[test]
+fn a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread() {
+    use facekey_core::decision::{authenticate_enrolled_before, load_enrolled, DEADLINE_GRACE};
+    if std::env::var_os(STALL_CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(STALL_CHILD, "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config();
+    config.storage.faces_dir = dir.path().join("faces");
+    Store::new(&config.storage.faces_dir)
+        .save(&enrolment())
+        .unwrap();
+    // The engine fixture above is loaded: what remains is the process's own threads.
+    let baseline = thread_count();
+    let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
+    let timeout = Duration::from_millis(800);
+
+    let (release, stalled) = std::sync::mpsc::channel::<()>();
+    let stalled = std::sync::Mutex::new(stalled);
+    let started = Instant::now();
+    let first = authenticate_enrolled_before(
+        load_enrolled("simm", &config).unwrap(),
+        &config,
+        engines,
+        Box::new(move || {
+            let _ = stalled.lock().unwrap().recv();
+            Err(SourceError::Unsupported("released by the test".into()))
+        }),
+        started + timeout,
+        DEADLINE_GRACE,
+    );
+    let answered = started.elapsed();
+    assert!(
+        matches!(first, Outcome::Unavailable(Unavailable::Source(_))),
+        "{first}"
+    );
+    assert!(
+        answered < timeout + DEADLINE_GRACE + Duration::from_millis(50),
+        "the stalled attempt answered after {answered:?}"
+    );
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(5);
+    let mut source = Some(Scripted::replay(two_live_frames()));
+    let second = authenticate_enrolled_before(
+        load_enrolled("simm", &config).unwrap(),
+        &config,
+        engines,
+        Box::new(move || {
+            source
+                .take()
+                .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                .ok_or(SourceError::Unsupported("opened twice".into()))
+        }),
+        deadline,
+        DEADLINE_GRACE,
+    );
+    assert!(second.is_match(), "{second}");
+    assert!(Instant::now() < deadline, "answered after its deadline");
+
+    release.send(()).unwrap();
+    // The released attempt has nothing left to wait for: its threads end well within one
+    // attempt's deadline plus grace. Threads end on their own, so their count is polled.
+    let limit = Instant::now() + timeout + DEADLINE_GRACE;
+    let mut count = thread_count();
+    while count != baseline && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(5));
+        count = thread_count();
+    }
+    assert_eq!(count, baseline, "threads left running after both attempts");
+}

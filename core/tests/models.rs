@@ -145,18 +145,37 @@ fn detector_is_planned_at_load_for_the_hinted_frame_size() {
     engine.embedder().unwrap();
 }
 
-/// The embedder loads on its own thread after `Engine::start` returns; a broken embedder is still
-/// an error wherever it is first needed, and a cache loads a fixed file again.
+/// The embedder is built on its own thread after `Engine::start` returns. A file that fails its
+/// checks stops the load before anything is parsed; a verified file that does not parse is still an
+/// error wherever the embedder is first needed, and a cache does not keep such an engine.
 #[test]
 fn a_broken_embedder_is_reported_after_start_and_reloaded_once_fixed() {
-    let (dir, config) = copy_models();
+    let (dir, mut config) = copy_models();
     let path = dir.path().join(EMBEDDER_INT8.file_name);
     let good = std::fs::read(&path).unwrap();
     let mut bad = good.clone();
     bad[100] ^= 0x01;
     std::fs::write(&path, &bad).unwrap();
 
-    // The detector is usable while the embedder is (or was) loading.
+    // Tampered: refused when the files are read, naming the file and the hash.
+    let message = Engine::start(&config, || None).err().unwrap().to_string();
+    assert!(
+        message.contains(EMBEDDER_INT8.file_name) && message.contains("SHA-256"),
+        "{message}"
+    );
+    let cache = facekey_core::engine::EngineCache::new();
+    assert!(cache.get(&config).is_err());
+    std::fs::write(&path, &good).unwrap();
+    let fixed = cache.get(&config).unwrap();
+    fixed.embedder().unwrap();
+    // A working engine is kept.
+    assert!(std::sync::Arc::ptr_eq(&fixed, &cache.get(&config).unwrap()));
+
+    // Verified (its hash named explicitly) but not a model: the detector is usable while the
+    // embedder is (or was) being built.
+    let garbage = b"not an onnx model at all".repeat(10);
+    std::fs::write(&path, &garbage).unwrap();
+    config.models.embedder_sha256 = Some(models::sha256_hex(&garbage));
     let engine = Engine::start(&config, || None).unwrap();
     let chip = shipped().join("../tests/data/faces/johns/John_Salley/000179_02159509.jpg");
     let image = read_image(&chip).unwrap().to_rgb().unwrap();
@@ -167,29 +186,21 @@ fn a_broken_embedder_is_reported_after_start_and_reloaded_once_fixed() {
         let b = s.spawn(|| engine.embedder().err().map(|e| e.to_string()));
         [a.join().unwrap(), b.join().unwrap()]
             .into_iter()
-            .map(|e| e.expect("a tampered embedder loaded"))
+            .map(|e| e.expect("garbage loaded as an embedder"))
             .collect()
     });
     for e in &errors {
         assert!(e.contains(EMBEDDER_INT8.file_name), "{e}");
+        assert!(e.contains("not a usable model"), "{e}");
     }
-    assert!(errors[0].contains("SHA-256"), "{}", errors[0]);
-
-    let cache = facekey_core::engine::EngineCache::new();
+    // An engine whose embedder failed is not kept: the next attempt loads again.
     let first = cache.get(&config).unwrap();
     assert!(first.embedder().is_err());
-    std::fs::write(&path, &good).unwrap();
     let second = cache.get(&config).unwrap();
     assert!(
         !std::sync::Arc::ptr_eq(&first, &second),
         "a failed engine stayed cached"
     );
-    second.embedder().unwrap();
-    // A working engine is kept.
-    assert!(std::sync::Arc::ptr_eq(
-        &second,
-        &cache.get(&config).unwrap()
-    ));
 }
 
 /// The folded int8 weights go into tract's graph directly; the same weights written into the
@@ -236,11 +247,12 @@ fn a_decision_reports_a_broken_embedder_with_or_without_a_face() {
     use facekey_core::store::{Enrolment, UserName};
     use std::time::{Duration, Instant};
 
-    let (dir, config) = copy_models();
+    let (dir, mut config) = copy_models();
     let path = dir.path().join(EMBEDDER_INT8.file_name);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[100] ^= 0x01;
-    std::fs::write(&path, &bytes).unwrap();
+    // Verified (its hash named explicitly) but not a model: it fails while being built.
+    let garbage = b"not an onnx model at all".repeat(10);
+    std::fs::write(&path, &garbage).unwrap();
+    config.models.embedder_sha256 = Some(models::sha256_hex(&garbage));
 
     let faces = shipped().join("../tests/data/faces");
     for (image, what) in [
@@ -266,7 +278,7 @@ fn a_decision_reports_a_broken_embedder_with_or_without_a_face() {
         );
         match outcome {
             Outcome::Unavailable(Unavailable::Model(e)) => {
-                assert!(e.to_string().contains("SHA-256"), "{what}: {e}")
+                assert!(e.to_string().contains("not a usable model"), "{what}: {e}")
             }
             other => panic!("{what}: {other}"),
         }
@@ -355,4 +367,156 @@ fn plans_give_the_outputs_of_tracts_full_optimisation() {
             assert!(a == b, "{}: embeddings differ", model.file_name);
         }
     }
+}
+
+/// Set in the child process of the knob test: it prints what it computed instead of comparing.
+const KNOB_CHILD: &str = "FACEKEY_TEST_KNOB_CHILD";
+
+/// A value for each of tract's knobs that differs from facekey's pin (or from tract's default),
+/// plus the variables tract reads outside its knob registry.
+fn hostile_tract_environment() -> Vec<(String, String)> {
+    use tract_onnx::tract_core::knobs;
+    let mut env = Vec::new();
+    for knob in knobs::all() {
+        let value = match knob.name {
+            // A feature of another architecture: tract asserts (panics) on it; AMX bf16 where the
+            // CPU may lack it.
+            "TRACT_CPU_ISA" => "+amx-bf16,+sve2,-avx512f".to_string(),
+            "TRACT_AVX512_FMA_UNITS" => "2".to_string(),
+            "TRACT_LLC_BYTES" => "1K".to_string(),
+            "TRACT_CPU_AARCH64_KIND" => "a53".to_string(),
+            "TRACT_CPU_AARCH64_OVERRIDE_CPU_PART" => "0xd03".to_string(),
+            _ => match (knob.default)().as_str() {
+                "false" => "true".to_string(),
+                "true" => "false".to_string(),
+                "0" => "100000".to_string(),
+                _ => "1".to_string(),
+            },
+        };
+        assert!(
+            (knob.parses)(&value) || knob.type_name == "string",
+            "{} = {value}",
+            knob.name
+        );
+        env.push((knob.name.to_string(), value));
+    }
+    let other_vendor = match facekey_core::tract_knobs::cpu_vendor() {
+        "amd" => "intel",
+        _ => "amd",
+    };
+    env.push(("TRACT_X86_KIND".into(), other_vendor.into()));
+    env.push(("TRACT_CONFIG".into(), "/nonexistent/tract.toml".into()));
+    env.push(("TRACT_FACEKEY__RUNTIME".into(), "cuda".into()));
+    env
+}
+
+/// What the child computes: every face the detector finds in a photo and a chip, its box, score and
+/// embedding, as the bits of each float.
+fn knob_child_output() -> String {
+    let mut config = Config::default();
+    config.models.dir = shipped();
+    let engine = Engine::load(&config).unwrap();
+    let mut out = String::new();
+    for file in [
+        "../tests/data/faces/photos/2007_007763.jpg",
+        "../tests/data/faces/johns/John_Simm/000288_00470387.jpg",
+    ] {
+        let image = read_image(&Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .unwrap()
+            .to_rgb()
+            .unwrap();
+        let faces = engine.analyse(&image).unwrap();
+        assert!(!faces.is_empty(), "{file}: no face");
+        for face in faces {
+            let bits = face
+                .face
+                .bbox
+                .iter()
+                .chain(std::iter::once(&face.face.score))
+                .chain(face.embedding.0.iter())
+                .map(|v| format!("{:08x}", v.to_bits()))
+                .collect::<Vec<_>>()
+                .join("");
+            out.push_str(&format!("FACE {file} {bits}\n"));
+        }
+    }
+    out
+}
+
+/// The caller's environment reaches tract in the PAM module. With every tract knob and variable set
+/// to a hostile value, a fresh process computes the same faces and embeddings, bit for bit, as one
+/// with none of them, and does not crash (an instruction set of another architecture panics tract
+/// when it is not pinned).
+#[test]
+fn embeddings_are_bit_identical_whatever_tract_variables_the_environment_holds() {
+    if std::env::var_os(KNOB_CHILD).is_some() {
+        print!("{}", knob_child_output());
+        return;
+    }
+    let run = |env: &[(String, String)]| {
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                "embeddings_are_bit_identical_whatever_tract_variables_the_environment_holds",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env_clear()
+            .env(KNOB_CHILD, "1")
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        let out = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "child failed ({:?}):\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            // libtest prints the test's name on the line the first face starts.
+            .filter_map(|l| l.find("FACE ").map(|i| l[i..].to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let hostile = hostile_tract_environment();
+    // Every knob of this tract is in the hostile set (a new knob joins it by itself).
+    assert!(hostile.len() > 20, "{hostile:?}");
+    let clean = run(&[]);
+    assert!(clean.len() >= 2, "{clean:?}");
+    let attacked = run(&hostile);
+    assert_eq!(clean, attacked, "tract variables changed the computation");
+}
+
+/// A process can read and verify the model files, then build the engine from memory: with the
+/// files gone from disk, `Engine::start_from` and `EngineCache::get_from` still give the same
+/// embeddings as an ordinary load.
+#[test]
+fn models_read_first_are_built_without_opening_files() {
+    let (dir, config) = copy_models();
+    let files = models::ModelFiles::read(&config).unwrap();
+    let cached = models::ModelFiles::read(&config).unwrap();
+    assert_eq!(files.embedder.location, models::embedder_location(&config));
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    // Nothing is left to open: an ordinary load fails.
+    assert!(Engine::load(&config).is_err());
+
+    let engine = Engine::start_from(files, &config, || Some((640, 480))).unwrap();
+    assert_eq!(engine.detector.planned_sizes(), [(448, 320)]);
+    let cache = facekey_core::engine::EngineCache::new();
+    let from_cache = cache.get_from(cached, &config, || None).unwrap();
+    let chip = shipped().join("../tests/data/faces/johns/John_Salley/000179_02159509.jpg");
+    let image = read_image(&chip).unwrap().to_rgb().unwrap();
+    let a = engine.analyse(&image).unwrap();
+    let b = from_cache.analyse(&image).unwrap();
+
+    let mut shipped_config = Config::default();
+    shipped_config.models.dir = shipped();
+    let reference = Engine::load(&shipped_config)
+        .unwrap()
+        .analyse(&image)
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].embedding, reference[0].embedding);
+    assert_eq!(b[0].embedding, reference[0].embedding);
 }

@@ -12,7 +12,8 @@
 # Shows: a match ends the stack with success and no password is asked; anything else (no match, remote host)
 # leaves the decision to the next module (pam_matrix with a known password standing in for pam_unix, pam_unix
 # itself, pam_deny, pam_permit). Also checks that the module writes nothing to stdout/stderr (only pamtester's
-# own lines and the conversation appear) and that environment variables do not change its decision.
+# own lines and the conversation appear) and that environment variables (tract's included) do not change its
+# decision.
 # Prints a transcript; exits 1 at the first wrong result.
 set -eu
 
@@ -145,7 +146,28 @@ EXTRA_ENV="SSH_CONNECTION=192.0.2.7_50000_192.0.2.1_22 SSH_CLIENT=192.0.2.7 SUDO
     case_ "enrolled face with SSH_CONNECTION and SUDO_USER set" 0 "" face-deny
 expect out "Recognised as John Simm"
 
-# 9. The decision and its reason are logged (pam_syslog, captured by pam_wrapper at debug level 2).
+# 9. tract's variables in the caller's environment change nothing either: every knob of tract 0.23.9 set to a
+#    hostile value (an instruction set of another architecture makes tract panic, AMX bf16 and the convolution
+#    switches change the arithmetic, a forged CPU vendor changes the kernels): the same decisions, no crash.
+tract_env="TRACT_CPU_ISA=+amx-bf16,+sve2,-avx512f TRACT_AMX_BF16=1 TRACT_X86_KIND=${HOSTILE_X86_KIND:-amd}
+ TRACT_AVX512_FMA_UNITS=2 TRACT_LLC_BYTES=1K TRACT_LLC_CONTENDED=1 TRACT_MMM_CHUNK_SLACK_BYTES=1
+ TRACT_MMM_CHUNKS_PER_THREAD=64 TRACT_DOTPROD_DISABLE=1 TRACT_SVE_DISABLE=1 TRACT_SME_DISABLE=1
+ TRACT_CPU_AARCH64_KIND=a53 TRACT_CPU_AARCH64_OVERRIDE_CPU_PART=0xd03 TRACT_CPU_ARM32_NEON=1
+ TRACT_RISCV64_TLB_REFRESH_FMAS=1 TRACT_DISABLE_DIRECT_SPATIAL=1 TRACT_ENABLE_BLOCKED_CONV=1
+ TRACT_DISABLE_BLOCKED_CONV=1 TRACT_LAZY_IM2COL_MIN_KERNEL=0 TRACT_LAZY_IM2COL_MAX_EAGER_BYTES=0
+ TRACT_AVGPOOL_SEPARABLE=1 TRACT_DISABLE_DEPTHWISE_DECONV=1 TRACT_MAX_SEATS=1 TRACT_AUTOBATCH_LANES=8
+ TRACT_TURN_LINGER_US=100000 TRACT_CONFIG=/nonexistent/tract.toml TRACT_FACEKEY__RUNTIME=cuda"
+EXTRA_ENV=$tract_env case_ "enrolled face with hostile tract variables" 0 "" face-deny
+expect out "Recognised as John Simm"
+if [ -s "$work/err" ]; then
+    echo "   UNEXPECTED OUTPUT on stderr"
+    failures=$((failures + 1))
+fi
+EXTRA_ENV=$tract_env case_ "other face with hostile tract variables" 1 "" face-deny-other
+expect err "Authentication failure"
+refuse err "panicked"
+
+# 10. The decision and its reason are logged (pam_syslog, captured by pam_wrapper at debug level 2).
 PAM_WRAPPER_DEBUGLEVEL=2 case_ "decision logged" 0 "" face-deny
 expect err "user=$user service=face-deny: PAM_SUCCESS: matched"
 PAM_WRAPPER_DEBUGLEVEL=2 case_ "remote refusal logged" 1 "" face-deny -I rhost=192.0.2.7
