@@ -18,7 +18,7 @@ use crate::models::ModelError;
 use crate::store::{Enrolment, Store, StoreError, UserName};
 
 /// What happened while deciding.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Frames read from the source.
     pub frames: u32,
@@ -105,6 +105,9 @@ pub enum Unavailable {
     Source(#[from] SourceError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The confined decision process could not decide: what it or its parent said.
+    #[error("confined decision: {0}")]
+    Confined(String),
 }
 
 impl Outcome {
@@ -272,6 +275,29 @@ fn authenticate_enrolled(
         });
         (engine, source)
     });
+    decide_opened(
+        engine,
+        source,
+        (path, enrolment),
+        config,
+        started,
+        deadline,
+        observer,
+    )
+}
+
+/// The rest of a decision once the models are loaded and the source is open, each or its error: the checks
+/// that need both (a source that opened too late, infrared, the enrolment's embedder), then the frames. Shared
+/// by the in-process decision and the confined one ([`crate::isolated`]).
+pub(crate) fn decide_opened(
+    engine: Result<Arc<Engine>, ModelError>,
+    source: Result<Box<dyn FrameSource>, SourceError>,
+    (path, enrolment): (std::path::PathBuf, Enrolment),
+    config: &Config,
+    started: Instant,
+    deadline: Instant,
+    observer: &mut dyn FnMut(&FrameReport<'_>),
+) -> Outcome {
     let engine: Arc<Engine> = match engine {
         Ok(e) => e,
         Err(e) => return Outcome::Unavailable(e.into()),

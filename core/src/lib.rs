@@ -17,6 +17,7 @@ pub mod detect;
 pub mod embed;
 pub mod engine;
 pub mod frame;
+pub mod isolated;
 pub mod liveness;
 pub mod models;
 pub mod policy;

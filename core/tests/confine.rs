@@ -646,12 +646,22 @@ fn a_confined_child_dies_with_its_parent() {
     waitpid(parent, None).expect("reap the parent");
     let alive = |pid: i32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .map(|stat| {
+                !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
             .unwrap_or(false)
     };
     let until = Instant::now() + Duration::from_secs(1);
     while alive(child) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(!alive(child), "confined child {child} outlived its killed parent");
+    assert!(
+        !alive(child),
+        "confined child {child} outlived its killed parent"
+    );
 }
