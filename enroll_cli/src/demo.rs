@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use facekey_config::Config;
 use facekey_core::decision::deadline_from;
-use facekey_core::frame;
+use facekey_core::{frame, source};
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{authenticate, EngineCache};
 
@@ -81,7 +81,7 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
     let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
     for item in ENROL {
         let path = write(item)?;
-        let image = frame::read_image(&path)
+        let image = source::read_image(&path)
             .and_then(|f| {
                 f.to_rgb().map_err(|e| frame::SourceError::BadImage {
                     path: path.clone(),
@@ -115,7 +115,7 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
             user.as_str(),
             &config,
             &engines,
-            &mut || frame::open_source(&spec),
+            &mut || source::open_source(&spec),
             deadline_from(&config),
         );
         println!("Authenticate {} ({what}): {outcome}", item.0);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use facekey_core::engine::Engine;
-use facekey_core::frame;
+use facekey_core::source;
 use facekey_core::store::{Enrolment, Store, UserName};
 
 use crate::module;
@@ -168,7 +168,7 @@ impl World {
         let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
         for &i in images {
             let path = face(person, i);
-            let image = frame::read_image(&path)
+            let image = source::read_image(&path)
                 .expect("read a test image")
                 .to_rgb()
                 .expect("decodable test image");
