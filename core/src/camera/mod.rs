@@ -670,6 +670,22 @@ mod tests {
     }
 
     #[test]
+    fn a_descriptor_opened_blocking_is_made_non_blocking() {
+        use rustix::fs::OFlags;
+        let file = tempfile::tempfile().unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&file);
+        assert!(!rustix::fs::fcntl_getfl(fd)
+            .unwrap()
+            .contains(OFlags::NONBLOCK));
+        ensure_nonblocking(fd).unwrap();
+        assert!(rustix::fs::fcntl_getfl(fd)
+            .unwrap()
+            .contains(OFlags::NONBLOCK));
+        // Already non-blocking: left so.
+        ensure_nonblocking(fd).unwrap();
+    }
+
+    #[test]
     fn settings_from_the_default_config_are_automatic() {
         let s = Settings::default();
         assert_eq!(

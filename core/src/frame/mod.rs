@@ -284,4 +284,27 @@ mod tests {
         assert_eq!(Rotation::from_degrees(45), None);
         assert_eq!(Rotation::from_degrees(270), Some(Rotation::Cw270));
     }
+
+    #[test]
+    fn no_file_of_the_frame_module_imports_the_camera() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/frame");
+        // Split so that this very test does not name them.
+        let needles = [concat!("camera", "::"), concat!("source", "::")];
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            files += 1;
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                assert!(
+                    !needles.iter().any(|n| code.contains(n)),
+                    "{}:{}: the pixel side must not depend on the device side: {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+        assert!(files >= 4, "read {files} files in {}", dir.display());
+    }
 }
