@@ -85,6 +85,13 @@ pub fn open_source_with(
     Err(SourceError::BadSpec(spec.to_string()))
 }
 
+fn untrusted(path: &Path) -> impl FnOnce(trust::TrustError) -> SourceError + '_ {
+    move |source| SourceError::Untrusted {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// One image file of a replay, open and checked.
 struct ReplayFile {
     path: PathBuf,
@@ -95,7 +102,7 @@ impl ReplayFile {
     /// Open through the trust rules and refuse a file over the size limit from its metadata,
     /// without reading it.
     fn open(path: &Path) -> Result<ReplayFile, SourceError> {
-        let file = trust::open_trusted_file(path).map_err(SourceError::Untrusted)?;
+        let file = trust::open_trusted_file(path).map_err(untrusted(path))?;
         ReplayFile::checked(path.to_path_buf(), file)
     }
 
@@ -196,10 +203,10 @@ impl ReplaySource {
     /// someone else could write is refused, and so is every image in it that is not a trusted
     /// regular file (a link, a FIFO, a file owned by another user), rather than skipped.
     pub fn from_dir(dir: &Path) -> Result<ReplaySource, SourceError> {
-        let trusted = TrustedDir::open(dir).map_err(SourceError::Untrusted)?;
+        let trusted = TrustedDir::open(dir).map_err(untrusted(dir))?;
         let mut names: Vec<_> = trusted
             .names()
-            .map_err(SourceError::Untrusted)?
+            .map_err(untrusted(dir))?
             .into_iter()
             .filter(|name| {
                 Path::new(name)
@@ -223,8 +230,9 @@ impl ReplaySource {
         let files = names
             .iter()
             .map(|name| {
-                let file = trusted.open_file(name).map_err(SourceError::Untrusted)?;
-                ReplayFile::checked(dir.join(name), file)
+                let path = dir.join(name);
+                let file = trusted.open_file(name).map_err(untrusted(&path))?;
+                ReplayFile::checked(path, file)
             })
             .collect::<Result<_, _>>()?;
         Ok(ReplaySource { files, next: 0 })
@@ -346,6 +354,12 @@ mod tests {
             dir.path().join("absent.jpg").display()
         )));
         assert!(err.contains("absent.jpg"), "{err}");
+        // A missing folder on the way: the file is still the one named.
+        let err = message(open_source("file:/nonexistent/face.jpg"));
+        assert!(
+            err.starts_with("replay source /nonexistent/face.jpg: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -366,10 +380,10 @@ mod tests {
             assert!(
                 matches!(
                     result,
-                    Err(SourceError::Untrusted(TrustError::NotOwned {
-                        uid: NOBODY,
+                    Err(SourceError::Untrusted {
+                        source: TrustError::NotOwned { uid: NOBODY, .. },
                         ..
-                    }))
+                    })
                 ),
                 "{spec}: {:?}",
                 result.err()
@@ -379,7 +393,10 @@ mod tests {
         }
         assert!(matches!(
             read_image(&path),
-            Err(SourceError::Untrusted(TrustError::NotOwned { .. }))
+            Err(SourceError::Untrusted {
+                source: TrustError::NotOwned { .. },
+                ..
+            })
         ));
         // The same file handed back to root is read.
         chown(&path, Some(0), Some(0)).unwrap();
@@ -403,7 +420,10 @@ mod tests {
                 assert!(
                     matches!(
                         result,
-                        Err(SourceError::Untrusted(TrustError::Writable { .. }))
+                        Err(SourceError::Untrusted {
+                            source: TrustError::Writable { .. },
+                            ..
+                        })
                     ),
                     "{spec} mode {mode:o}: {:?}",
                     result.err()
@@ -428,7 +448,10 @@ mod tests {
             assert!(
                 matches!(
                     result,
-                    Err(SourceError::Untrusted(TrustError::Writable { .. }))
+                    Err(SourceError::Untrusted {
+                        source: TrustError::Writable { .. },
+                        ..
+                    })
                 ),
                 "dir: mode {mode:o}: {:?}",
                 result.err()
@@ -441,7 +464,10 @@ mod tests {
             assert!(
                 matches!(
                     result,
-                    Err(SourceError::Untrusted(TrustError::Writable { .. }))
+                    Err(SourceError::Untrusted {
+                        source: TrustError::Writable { .. },
+                        ..
+                    })
                 ),
                 "file: parent mode {mode:o}: {:?}",
                 result.err()
@@ -470,10 +496,10 @@ mod tests {
             assert!(
                 matches!(
                     result,
-                    Err(SourceError::Untrusted(TrustError::NotOwned {
-                        uid: NOBODY,
+                    Err(SourceError::Untrusted {
+                        source: TrustError::NotOwned { uid: NOBODY, .. },
                         ..
-                    }))
+                    })
                 ),
                 "{spec}: {:?}",
                 result.err()
@@ -498,7 +524,10 @@ mod tests {
         assert!(
             matches!(
                 result,
-                Err(SourceError::Untrusted(TrustError::NotRegular { .. }))
+                Err(SourceError::Untrusted {
+                    source: TrustError::NotRegular { .. },
+                    ..
+                })
             ),
             "{:?}",
             result.err()
@@ -507,7 +536,10 @@ mod tests {
         assert!(
             matches!(
                 result,
-                Err(SourceError::Untrusted(TrustError::NotRegular { .. }))
+                Err(SourceError::Untrusted {
+                    source: TrustError::NotRegular { .. },
+                    ..
+                })
             ),
             "{:?}",
             result.err()
@@ -520,11 +552,17 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         assert!(matches!(
             open_source(&format!("file:{}", link.display())),
-            Err(SourceError::Untrusted(TrustError::Symlink { .. }))
+            Err(SourceError::Untrusted {
+                source: TrustError::Symlink { .. },
+                ..
+            })
         ));
         assert!(matches!(
             open_source(&format!("dir:{}", dir.path().display())),
-            Err(SourceError::Untrusted(TrustError::Symlink { .. }))
+            Err(SourceError::Untrusted {
+                source: TrustError::Symlink { .. },
+                ..
+            })
         ));
     }
 

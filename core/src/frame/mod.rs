@@ -127,8 +127,12 @@ pub enum SourceError {
     EmptyDir { path: PathBuf },
     /// A replay image or folder that fails the trust rules of enrolments: whoever could change it
     /// could choose the face that logs in.
-    #[error("replay source refused: {0}")]
-    Untrusted(#[source] TrustError),
+    #[error("replay source {}: {source}", path.display())]
+    Untrusted {
+        /// The image or folder named in the source.
+        path: PathBuf,
+        source: TrustError,
+    },
     #[error("{path}: {size} bytes, more than the {limit} a replayed image may have")]
     FileTooLarge {
         path: PathBuf,
