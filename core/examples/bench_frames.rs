@@ -25,7 +25,7 @@ use std::time::Instant;
 use facekey_config::{Config, EmbedderKind};
 use facekey_core::align;
 use facekey_core::engine::Engine;
-use facekey_core::frame::read_image;
+use facekey_core::source::read_image;
 use image::RgbImage;
 
 fn rgb(path: &Path) -> RgbImage {

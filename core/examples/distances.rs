@@ -2,7 +2,7 @@
 //! Usage: cargo run --release -p facekey-core --example distances -- [int8|fp32] [DATA_DIR]
 use facekey_config::{Config, EmbedderKind};
 use facekey_core::engine::Engine;
-use facekey_core::frame::read_image;
+use facekey_core::source::read_image;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

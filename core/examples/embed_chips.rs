@@ -17,7 +17,7 @@ use std::path::Path;
 
 use facekey_config::{Config, EmbedderKind};
 use facekey_core::engine::Engine;
-use facekey_core::frame::read_image;
+use facekey_core::source::read_image;
 
 fn json_string(s: &str) -> String {
     let mut out = String::from("\"");

@@ -525,7 +525,7 @@ pub fn decide_observed(
 
 /// Open the source a configuration names, with its `[camera]` settings.
 pub fn open_configured_source(config: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
-    frame::open_source_with(&config.camera.source, &config.camera)
+    crate::source::open_source_with(&config.camera.source, &config.camera)
 }
 
 /// The deadline a configuration gives, from now.

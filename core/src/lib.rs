@@ -1,6 +1,7 @@
 //! facekey's engine: frames in, a decision out.
 //!
-//! A frame travels: [`frame`] (decode) -> [`detect`] (YuNet, boxes and five landmarks) -> [`align`]
+//! A frame travels: [`source`] (a replay of trusted image files, or a [`camera`]) -> [`frame`]
+//! (decode) -> [`detect`] (YuNet, boxes and five landmarks) -> [`align`]
 //! (150x150 chip) -> [`embed`] (dlib ResNet, 128-d) -> [`decision`] (distance to the user's enrolled
 //! samples in [`store`]). [`models`] reads the model files through [`trust`] and verifies their hashes.
 //! The PAM module and the CLI both decide through [`decision::authenticate`].
@@ -24,6 +25,7 @@ pub mod policy;
 pub mod protocol;
 pub mod ratelimit;
 pub mod settings;
+pub mod source;
 pub mod store;
 pub mod tract_knobs;
 pub mod trust;

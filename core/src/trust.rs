@@ -7,7 +7,7 @@
 //! This module must never: check a path and then open it again by name (TOCTOU), follow a symbolic link at the final
 //! component of a file, or accept a file or directory that someone other than a trusted owner could change.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -166,6 +166,27 @@ impl TrustedDir {
     pub fn open_file(&self, name: &OsStr) -> Result<File, TrustError> {
         check_plain_name(&self.path, name)?;
         open_leaf(self.fd.as_fd(), &self.path, name, self.owners)
+    }
+
+    /// The names of the entries in this directory (without `.` and `..`), in no particular order. Read through
+    /// the checked descriptor: they are the entries of the directory that was checked, not of whatever its path
+    /// names by now. Nothing about the entries themselves is checked: open them with [`TrustedDir::open_file`].
+    pub fn names(&self) -> Result<Vec<OsString>, TrustError> {
+        use std::os::unix::ffi::OsStrExt;
+        // The held descriptor is O_PATH, which cannot list: open the same directory again through it.
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.fd, ".", flags, Mode::empty())
+            .map_err(io_error(&self.path))?;
+        let dir = rustix::fs::Dir::new(fd).map_err(io_error(&self.path))?;
+        let mut names = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(io_error(&self.path))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsStr::from_bytes(name).to_owned());
+            }
+        }
+        Ok(names)
     }
 }
 
@@ -614,6 +635,23 @@ pub(crate) mod tests {
             check_trusted_dir(&theirs),
             Err(TrustError::NotOwned { .. })
         ));
+    }
+
+    #[test]
+    fn trusted_dir_lists_the_names_of_the_checked_directory() {
+        let dir = trusted_tempdir();
+        write_file(&dir.path().join("a"), 0o600);
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let trusted = TrustedDir::open(dir.path()).unwrap();
+        // Replace the directory under its name: the listing still reads the one that was checked.
+        let moved = dir.path().with_extension("moved");
+        fs::rename(dir.path(), &moved).unwrap();
+        fs::create_dir(dir.path()).unwrap();
+        write_file(&dir.path().join("planted"), 0o600);
+        let mut names = trusted.names().unwrap();
+        names.sort();
+        fs::remove_dir_all(&moved).unwrap();
+        assert_eq!(names, [OsString::from("a"), OsString::from("sub")]);
     }
 
     #[test]

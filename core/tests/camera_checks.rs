@@ -13,7 +13,8 @@ use facekey_core::decision::{
     authenticate_observed, decide, decide_observed, FrameReport, FrameVerdict,
 };
 use facekey_core::engine::Engine;
-use facekey_core::frame::{self, read_image, Frame, FrameSource, PixelFormat, SourceError};
+use facekey_core::frame::{Frame, FrameSource, PixelFormat, SourceError};
+use facekey_core::source::{self, read_image};
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{authenticate, EngineCache, Outcome, Unavailable};
 use image::RgbImage;
@@ -415,7 +416,7 @@ fn require_ir_accepts_an_infrared_camera_and_off_accepts_a_colour_one() {
 #[test]
 fn require_ir_does_not_apply_to_replays_of_files() {
     let spec = format!("file:{}", chips(PERSON)[5].display());
-    let source = frame::open_source(&spec).unwrap();
+    let source = source::open_source(&spec).unwrap();
     assert!(source.camera().is_none());
     assert!(base_config().camera.require_ir);
     let dir = tempfile::tempdir().unwrap();
@@ -429,7 +430,7 @@ fn require_ir_does_not_apply_to_replays_of_files() {
         "simm",
         &config,
         &EngineCache::new(),
-        &mut || frame::open_source(&spec),
+        &mut || source::open_source(&spec),
         Instant::now() + Duration::from_secs(30),
         &mut |_| lines += 1,
     );

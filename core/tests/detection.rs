@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use facekey_config::Config;
 use facekey_core::detect::{iou, Detector, Face};
-use facekey_core::frame::read_image;
+use facekey_core::source::read_image;
 
 fn photos() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/faces/photos")

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use facekey_config::{Config, EmbedderKind};
 use facekey_core::embed::Embedder;
 use facekey_core::engine::Engine;
-use facekey_core::frame::read_image;
+use facekey_core::source::read_image;
 use facekey_core::models::{self, ModelError, DETECTOR, EMBEDDER_FP32, EMBEDDER_INT8};
 
 fn shipped() -> PathBuf {
@@ -266,7 +266,7 @@ fn a_decision_reports_a_broken_embedder_with_or_without_a_face() {
         let user = UserName::new("simm").unwrap();
         let enrolment = Enrolment::new(&user, engine.embedder_id().clone());
         let mut source =
-            facekey_core::frame::open_source(&format!("file:{}", image.display())).unwrap();
+            facekey_core::source::open_source(&format!("file:{}", image.display())).unwrap();
         let started = Instant::now();
         let outcome = decide(
             &engine,

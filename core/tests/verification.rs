@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use facekey_config::{Config, EmbedderKind};
 use facekey_core::engine::Engine;
-use facekey_core::frame::{self, read_image};
+use facekey_core::source::{self, read_image};
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{authenticate, EngineCache, Outcome};
 
@@ -97,7 +97,7 @@ fn run(kind: EmbedderKind) -> Summary {
                     user_for(claimed).as_str(),
                     &config,
                     &engines,
-                    &mut || frame::open_source(&spec),
+                    &mut || source::open_source(&spec),
                     Instant::now() + Duration::from_secs(30),
                 );
                 let distance = match &outcome {

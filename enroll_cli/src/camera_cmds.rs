@@ -20,6 +20,7 @@ use facekey_core::decision::{
 };
 use facekey_core::engine::AnalysedFace;
 use facekey_core::frame::{self, FrameSource, SourceError};
+use facekey_core::source;
 use facekey_core::liveness::{self, Motion};
 use facekey_core::store::{Enrolment, Store};
 use facekey_core::{EngineCache, Outcome};
@@ -214,7 +215,7 @@ pub(crate) fn test(config_path: Option<&Path>, args: &TestArgs) -> CliResult<Exi
     let deadline = deadline_from(&config);
     let required = config.matching.required_matches.max(1);
     let mut open = || -> Result<Box<dyn FrameSource>, SourceError> {
-        let source = frame::open_source_with(&spec, &config.camera)?;
+        let source = source::open_source_with(&spec, &config.camera)?;
         println!("Source: {}", source.describe());
         if let Some(info) = source.camera() {
             for note in &info.notes {
@@ -355,7 +356,7 @@ pub(crate) fn snapshot(config_path: Option<&Path>, args: &SnapshotArgs) -> CliRe
         .unwrap_or_else(|| config.camera.source.clone());
     let started = Instant::now();
     let deadline = deadline_from(&config);
-    let mut source = frame::open_source_with(&spec, &config.camera)
+    let mut source = source::open_source_with(&spec, &config.camera)
         .map_err(|e| Failure::from_error("frame source", &e))?;
     println!("Source: {}", source.describe());
     let (mut dark, mut undecodable) = (0u32, 0u32);

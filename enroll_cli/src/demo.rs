@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use facekey_config::Config;
 use facekey_core::decision::deadline_from;
-use facekey_core::frame;
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{authenticate, EngineCache};
+use facekey_core::{frame, source};
 
 use crate::{load_config, CliResult, Failure};
 
@@ -53,9 +53,18 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
         .tempdir()
         .map_err(|e| Failure::from_error("temporary folder", &e))?;
     config.storage.faces_dir = work.path().join("faces");
+    // Frames are read under the trust rules (not writable by group or others, whatever the umask):
+    // created 0600 in the 0700 folder tempfile made.
     let write = |(name, bytes): (&str, &[u8])| -> CliResult<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = work.path().join(name.replace('/', "_"));
-        std::fs::write(&path, bytes)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(bytes))
             .map_err(|e| Failure::from_error(&path.display().to_string(), &e))?;
         Ok(path)
     };
@@ -81,7 +90,7 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
     let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
     for item in ENROL {
         let path = write(item)?;
-        let image = frame::read_image(&path)
+        let image = source::read_image(&path)
             .and_then(|f| {
                 f.to_rgb().map_err(|e| frame::SourceError::BadImage {
                     path: path.clone(),
@@ -115,7 +124,7 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
             user.as_str(),
             &config,
             &engines,
-            &mut || frame::open_source(&spec),
+            &mut || source::open_source(&spec),
             deadline_from(&config),
         );
         println!("Authenticate {} ({what}): {outcome}", item.0);

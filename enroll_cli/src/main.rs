@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::engine::Engine;
-use facekey_core::frame::{self, FrameSource};
+use facekey_core::frame::FrameSource;
+use facekey_core::source;
 use facekey_core::settings::{self, IfMissing};
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{decision, EngineCache, Outcome};
@@ -205,7 +206,7 @@ fn resolve_user(arg: &UserArg) -> CliResult<UserName> {
 /// here too, rather than enrolling faces the decision will never use.
 fn open_source(config: &Config, spec: Option<&str>) -> CliResult<Box<dyn FrameSource>> {
     let spec = spec.unwrap_or(&config.camera.source);
-    let source = frame::open_source_with(spec, &config.camera)
+    let source = source::open_source_with(spec, &config.camera)
         .map_err(|e| Failure::from_error("frame source", &e))?;
     facekey_core::liveness::check_infrared(&config.camera, source.as_ref())
         .map_err(|e| Failure::from_error("frame source", &e))?;

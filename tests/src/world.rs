@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use facekey_core::engine::Engine;
-use facekey_core::frame;
+use facekey_core::source;
 use facekey_core::store::{Enrolment, Store, UserName};
 
 use crate::module;
@@ -138,6 +138,20 @@ impl World {
         format!("file:{}", list.join(","))
     }
 
+    /// Copy image `from` into this world as `name` (under folder `sub`, created 0700 when missing), mode 0644:
+    /// a replay frame the trust rules accept until a test changes its owner or mode.
+    pub fn copy_image(&self, from: &Path, sub: &str, name: &str) -> PathBuf {
+        let dir = self.path().join(sub);
+        if !dir.exists() {
+            std::fs::create_dir(&dir).expect("create an image folder");
+            set_mode(&dir, 0o700);
+        }
+        let path = dir.join(name);
+        std::fs::copy(from, &path).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        set_mode(&path, 0o644);
+        path
+    }
+
     /// Write service file `service` with the given stack lines; `{module}` in them becomes the module's path.
     pub fn write_service(&self, service: &str, lines: &[String]) {
         let module = module::path().display().to_string();
@@ -168,7 +182,7 @@ impl World {
         let mut enrolment = Enrolment::new(&user, engine.embedder_id().clone());
         for &i in images {
             let path = face(person, i);
-            let image = frame::read_image(&path)
+            let image = source::read_image(&path)
                 .expect("read a test image")
                 .to_rgb()
                 .expect("decodable test image");
@@ -200,7 +214,8 @@ pub fn set_mode(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
 }
 
-/// A FIFO nobody writes to: opening it for reading blocks forever, a real hanging frame source.
+/// A FIFO nobody writes to, named like an image: opening it for reading would block forever. Replay sources
+/// refuse it at once (files are opened non-blocking and must be regular).
 pub fn hanging_fifo(dir: &Path) -> PathBuf {
     let path = dir.join("camera.jpg");
     let status = std::process::Command::new("mkfifo")

@@ -1,5 +1,5 @@
 //! The built `pam_facekey.so` through real libpam (`pam_start_confdir` and a temporary service folder), driven
-//! with real face images: every return code of the table, the deadline with a source that hangs, the
+//! with real face images: every return code of the table, replay frames refused by the trust rules, the
 //! rate limit, and two threads at once.
 //!
 //! When these tests run inside a remote logind session (over ssh), the module rightly refuses every face
@@ -274,34 +274,79 @@ fn notices_follow_the_config_and_pam_silent() {
 }
 
 #[test]
-fn hanging_source_returns_within_the_deadline() {
+fn fifo_in_place_of_an_image_is_refused_without_waiting() {
     let world = World::new();
     world.enrol_default(USER);
     let fifo = hanging_fifo(world.path());
     let config = world.write_config("main", &World::source(&[fifo]), "");
-    // timeout=1 overrides the configuration's 3 s.
-    world.write_module_service("sudo", &config, "timeout=1");
+    world.write_module_service("sudo", &config, "timeout=2");
     let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
     let result = pam.authenticate(0);
-    let limit = Duration::from_millis(1000 + 250);
+    // Opening a FIFO with nobody writing would wait forever; a replay opens it non-blocking and refuses it.
     assert!(
-        result.elapsed <= limit,
-        "pam_authenticate took {:?} with a hanging source, more than the timeout + 250 ms",
+        result.elapsed < Duration::from_millis(2000),
+        "pam_authenticate took {:?} with a FIFO as the source: it waited on it",
         result.elapsed
     );
-    // A camera that does not answer is "unavailable", so the stack moves on to the password.
-    assert_code(
-        result.code,
-        face_decision(PAM_AUTHINFO_UNAVAIL),
-        "hanging source",
-    );
-    if policy::remote_session(&System::real()).is_none() {
-        assert!(
-            result.elapsed >= Duration::from_millis(900),
-            "returned after {:?}: before the deadline, so the source was not what ended it",
-            result.elapsed
+    // A source that cannot be read is "unavailable", so the stack moves on to the password.
+    assert_code(result.code, PAM_AUTHINFO_UNAVAIL, "FIFO as the source");
+}
+
+#[test]
+fn replay_frame_owned_by_nobody_or_in_a_folder_others_can_write_is_not_a_match() {
+    /// nobody.
+    const NOBODY: u32 = 65_534;
+    let world = World::new();
+    world.enrol_default(USER);
+    let image = world.copy_image(&face(ENROLLED, PROBE_IMAGE), "frames", "face.jpg");
+    let frames = image.parent().expect("a folder").to_path_buf();
+    let by_file = world.write_config("file", &World::source(std::slice::from_ref(&image)), "");
+    let by_dir = world.write_config("dir", &format!("dir:{}", frames.display()), "");
+    world.write_module_service("sudo", &by_file, "");
+    world.write_module_service("login", &by_dir, "");
+    // Trusted (root-owned, 0644 in a 0700 folder): the enrolled face matches, both ways.
+    for service in ["sudo", "login"] {
+        assert_code(
+            authenticate(&world, service, USER).0,
+            face_decision(PAM_SUCCESS),
+            &format!("{service}: trusted replay frame"),
         );
     }
+
+    std::os::unix::fs::chown(&image, Some(NOBODY), Some(NOBODY)).expect("chown nobody");
+    for service in ["sudo", "login"] {
+        let (code, infos) = authenticate(&world, service, USER);
+        assert_code(
+            code,
+            PAM_AUTHINFO_UNAVAIL,
+            &format!("{service}: replay frame owned by nobody"),
+        );
+        assert!(
+            !infos.iter().any(|i| i.starts_with("Recognised")),
+            "{infos:?}"
+        );
+    }
+    std::os::unix::fs::chown(&image, Some(0), Some(0)).expect("chown root");
+
+    set_mode(&frames, 0o777);
+    let refused: Vec<_> = ["sudo", "login"]
+        .iter()
+        .map(|service| authenticate(&world, service, USER).0)
+        .collect();
+    set_mode(&frames, 0o700);
+    assert_code(
+        refused[0],
+        PAM_AUTHINFO_UNAVAIL,
+        "file: in a folder mode 0777",
+    );
+    assert_code(refused[1], PAM_AUTHINFO_UNAVAIL, "dir: mode 0777");
+
+    set_mode(&image, 0o666);
+    assert_code(
+        authenticate(&world, "sudo", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "replay frame mode 0666",
+    );
 }
 
 #[test]
@@ -326,8 +371,7 @@ fn sixth_attempt_after_five_failures_is_refused_without_opening_the_camera() {
         infos.is_empty(),
         "the camera is not announced when rate limited: {infos:?}"
     );
-    // A source that blocks forever when opened would make the module wait for the deadline and answer
-    // PAM_AUTHINFO_UNAVAIL; PAM_AUTH_ERR shows it was never opened.
+    // Opening a FIFO as the source is refused (PAM_AUTHINFO_UNAVAIL); PAM_AUTH_ERR shows it was never opened.
     let fifo = hanging_fifo(world.path());
     world.write_config("main", &World::source(&[fifo]), "");
     let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");

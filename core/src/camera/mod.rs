@@ -11,9 +11,16 @@
 //! caller was ready: the buffers filled while the models loaded) is dropped for a fresh one. The
 //! decision thus always looks at the present, and the driver never runs out of buffers.
 //!
-//! What this module must never do: block without a deadline, trust `bytesused` or the format the
-//! driver was asked for (it reads back what the driver set), leak the device into a child
+//! What this module must never do: block without a deadline (the node is held `O_NONBLOCK`, so
+//! `VIDIOC_DQBUF` answers at once, and every wait is a `poll` or a sleep cut to the deadline),
+//! trust `bytesused`, the sizes or the format the driver reports (it reads back what the driver
+//! set and checks the layout against [`frame::decode::check_layout`] before mapping a buffer; a
+//! frame is copied up to the bytes that layout needs, never more), leak the device into a child
 //! process (close-on-exec), or panic. The raw ioctls and the buffer mappings are in `stream.rs`.
+//!
+//! Opening has no wait of its own: it is a fixed sequence of calls on a non-blocking node, and
+//! a busy camera is not waited for there but handed back in a waiting state, so the caller's
+//! deadline bounds the wait in [`Camera::next_frame`].
 
 pub mod devices;
 pub mod negotiate;
@@ -23,13 +30,14 @@ mod stream;
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use v4l::control::{Control, Value};
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
+pub use crate::frame::live::{CameraInfo, Counters};
 use crate::frame::{self, Frame, FrameSource, PixelFormat, Rotation, SourceError};
 pub use negotiate::{Choice, FormatOffer, SizeOffer};
 use stream::MmapStream;
@@ -89,63 +97,6 @@ impl Settings {
     }
 }
 
-/// What a camera is and how it was set up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CameraInfo {
-    /// The device as named in the source (`/dev/v4l/by-id/...` stays as given).
-    pub device: PathBuf,
-    pub driver: String,
-    pub card: String,
-    pub bus: String,
-    /// Offers only grey formats ([`negotiate::looks_infrared`]).
-    pub infrared: bool,
-    pub offers: Vec<FormatOffer>,
-    /// What was asked of the driver.
-    pub asked: Choice,
-    /// What the driver set (read back): format, size, bytes per row, bytes per image.
-    pub format: PixelFormat,
-    pub width: u32,
-    pub height: u32,
-    pub stride: usize,
-    pub image_size: usize,
-    /// Frame rate the driver reports after the request, when it reports one.
-    pub fps: Option<f64>,
-    /// Streaming has started (false while another program holds the camera).
-    pub streaming: bool,
-    /// Things that did not go as configured (an exposure the camera refused, a format the
-    /// driver replaced); the camera still works.
-    pub notes: Vec<String>,
-    pub counters: Counters,
-}
-
-/// What happened to the frames the driver captured.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Frames handed over.
-    pub delivered: u32,
-    /// Ready frames passed over because a newer one was ready too.
-    pub superseded: u32,
-    /// Frames dropped as older than [`STALE_AFTER`].
-    pub stale: u32,
-    /// Frames the driver flagged as corrupt, or empty.
-    pub corrupt: u32,
-    /// Frames the driver captured but lost (gaps in the sequence numbers).
-    pub lost: u32,
-    /// Times the camera was found busy.
-    pub busy: u32,
-    /// From the start of [`Camera::open`] to the first frame handed over.
-    pub first_frame: Option<Duration>,
-    /// From the start of [`Camera::open`] to `VIDIOC_STREAMON` done.
-    pub stream_started: Option<Duration>,
-}
-
-impl CameraInfo {
-    /// "YUYV, MJPG" from the offers.
-    pub fn offered_text(&self) -> String {
-        negotiate::offered_text(&self.offers)
-    }
-}
-
 enum State {
     /// Another program holds the camera: try again until the deadline.
     Busy { since: Instant },
@@ -177,6 +128,9 @@ pub struct Camera {
     device: Device,
     settings: Settings,
     info: CameraInfo,
+    /// The bytes a frame of the layout the driver set needs ([`frame::decode::check_layout`]; 0
+    /// for MJPG): what is copied of each buffer at most.
+    frame_bytes: usize,
     opened: Instant,
 }
 
@@ -214,7 +168,24 @@ pub(crate) fn open_device(path: &Path) -> Result<Device, SourceError> {
     })?;
     stream::set_cloexec(device.handle().fd())
         .map_err(|e| device_error(path, format!("cannot set close-on-exec: {e}")))?;
+    ensure_nonblocking(fd_of(&device))
+        .map_err(|e| device_error(path, format!("cannot make the device non-blocking: {e}")))?;
     Ok(device)
+}
+
+/// Make sure the node is `O_NONBLOCK` (v4l opens it so today; this does not rely on it), so that
+/// `VIDIOC_DQBUF` with no frame ready answers EAGAIN instead of waiting for one.
+fn ensure_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::OFlags;
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    if !flags.contains(OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
+    }
+    if rustix::fs::fcntl_getfl(fd)?.contains(OFlags::NONBLOCK) {
+        Ok(())
+    } else {
+        Err(io::Error::other("O_NONBLOCK did not stick"))
+    }
 }
 
 fn fd_of(device: &Device) -> BorrowedFd<'_> {
@@ -363,6 +334,7 @@ impl Camera {
             device,
             settings: settings.clone(),
             info,
+            frame_bytes: 0,
             opened,
         };
         match camera.start() {
@@ -428,6 +400,10 @@ impl Camera {
                 set.stride
             ));
         }
+        // Before any buffer is mapped or any frame copied: a layout too large (or absurd) to
+        // decode is refused here with its sizes, not met in every frame.
+        let frame_bytes = frame::decode::check_layout(format, set.width, set.height, stride)
+            .map_err(|e| fail(format!("the driver set a frame facekey refuses: {e}")))?;
         if let Some(fps) = choice.fps {
             let params = v4l::video::capture::Parameters::with_fps(fps);
             if let Err(e) = self.device.set_params(&params) {
@@ -459,6 +435,7 @@ impl Camera {
         info.fps = fps;
         info.streaming = true;
         info.notes.extend(notes);
+        self.frame_bytes = frame_bytes;
         info.counters.stream_started = Some(self.opened.elapsed());
         Ok(())
     }
@@ -512,10 +489,15 @@ impl Camera {
             return Ok(None);
         };
         let io_error = |e: io::Error| capture_error(&path, e);
-        // Drain: keep the newest ready frame, give the older ones straight back.
+        // Drain: keep the newest ready frame, give the older ones straight back. At most a ring's
+        // worth: a driver that hands a buffer back as fast as it is queued cannot keep this loop
+        // (and the caller's deadline) waiting.
         let mut newest: Option<stream::Dequeued> = None;
         let mut superseded = 0;
-        while let Some(d) = stream.dequeue().map_err(io_error)? {
+        for _ in 0..stream.buffer_count() {
+            let Some(d) = stream.dequeue().map_err(io_error)? else {
+                break;
+            };
             if let Some(older) = newest.replace(d) {
                 stream.queue(older.index).map_err(io_error)?;
                 superseded += 1;
@@ -546,7 +528,14 @@ impl Camera {
             return Ok(None);
         }
         *stale_in_a_row = 0;
-        let data = stream.data(&d).to_vec();
+        // Never more than the layout needs (raw formats), nor than any frame may hold (MJPG): the
+        // buffer's length and `bytesused` are the driver's word.
+        let limit = match self.frame_bytes {
+            0 => frame::decode::MAX_FRAME_BYTES,
+            needed => needed,
+        };
+        let bytes = stream.data(&d);
+        let data = bytes[..bytes.len().min(limit)].to_vec();
         stream.queue(d.index).map_err(io_error)?;
         let info = &mut self.info;
         info.counters.delivered += 1;
@@ -678,6 +667,22 @@ mod tests {
         assert!(!is_stale(Some(ms(900)), BUFFERS));
         // Ten seconds old: the timestamps are not on the monotonic clock.
         assert!(!is_stale(Some(Duration::from_secs(3600)), 0));
+    }
+
+    #[test]
+    fn a_descriptor_opened_blocking_is_made_non_blocking() {
+        use rustix::fs::OFlags;
+        let file = tempfile::tempfile().unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&file);
+        assert!(!rustix::fs::fcntl_getfl(fd)
+            .unwrap()
+            .contains(OFlags::NONBLOCK));
+        ensure_nonblocking(fd).unwrap();
+        assert!(rustix::fs::fcntl_getfl(fd)
+            .unwrap()
+            .contains(OFlags::NONBLOCK));
+        // Already non-blocking: left so.
+        ensure_nonblocking(fd).unwrap();
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   do not at large sizes over USB 2), then the preference order above.
 
 use super::Settings;
-use crate::frame::{fourcc_text, PixelFormat};
+use crate::frame::{PixelFormat, MAX_PIXELS};
+// The offer and choice types are plain data the frame side reads too (through `CameraInfo`).
+pub use crate::frame::live::{offered_text, Choice, FormatOffer, SizeOffer};
 
 /// Size asked for when the configuration leaves it automatic: faces are detected on frames
 /// scaled down to `detection.max_height` rows, so more only costs bandwidth and decoding.
@@ -22,41 +24,6 @@ pub const AUTO_FPS: u32 = 30;
 
 /// Rate below which a format is considered too slow at a size, when no rate is configured.
 const ADEQUATE_FPS: f64 = 15.0;
-
-/// One frame size a format offers, with the fastest rate the camera gives at that size.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SizeOffer {
-    pub width: u32,
-    pub height: u32,
-    /// `None` when the driver does not enumerate frame intervals.
-    pub max_fps: Option<f64>,
-}
-
-/// One format a camera offers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FormatOffer {
-    pub fourcc: [u8; 4],
-    /// The driver's description ("YUYV 4:2:2").
-    pub description: String,
-    pub sizes: Vec<SizeOffer>,
-}
-
-impl FormatOffer {
-    /// The format, when facekey can decode it.
-    pub fn format(&self) -> Option<PixelFormat> {
-        PixelFormat::from_fourcc(self.fourcc)
-    }
-}
-
-/// What to ask the driver for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Choice {
-    pub format: PixelFormat,
-    pub width: u32,
-    pub height: u32,
-    /// Rate to request (`None`: leave the driver's).
-    pub fps: Option<u32>,
-}
 
 /// Why no format could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,18 +46,6 @@ pub fn looks_infrared(offers: &[FormatOffer]) -> bool {
         && offers
             .iter()
             .all(|o| INFRARED_FOURCCS.iter().any(|c| **c == o.fourcc))
-}
-
-/// The offered formats as text, for messages: "YUYV, MJPG, NV12".
-pub fn offered_text(offers: &[FormatOffer]) -> String {
-    if offers.is_empty() {
-        return "no capture format".to_owned();
-    }
-    offers
-        .iter()
-        .map(|o| fourcc_text(o.fourcc))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Preference order of formats on an infrared node and on a colour node.
@@ -172,9 +127,10 @@ pub fn choose(offers: &[FormatOffer], settings: &Settings) -> Result<Choice, NoC
 }
 
 /// The offered size closest to `wanted` (sum of the width and height differences); on a tie the
-/// larger one.
+/// larger one. Sizes over [`MAX_PIXELS`] are never chosen: their frames would be refused.
 fn closest_size(sizes: &[SizeOffer], wanted: (u32, u32)) -> Option<&SizeOffer> {
-    sizes.iter().min_by_key(|s| {
+    let decodable = |s: &&SizeOffer| u64::from(s.width) * u64::from(s.height) <= MAX_PIXELS;
+    sizes.iter().filter(decodable).min_by_key(|s| {
         (
             distance((s.width, s.height), wanted),
             std::cmp::Reverse(u64::from(s.width) * u64::from(s.height)),
@@ -189,6 +145,7 @@ fn distance(a: (u32, u32), b: (u32, u32)) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::fourcc_text;
 
     fn offer(code: &[u8; 4], sizes: &[(u32, u32, f64)]) -> FormatOffer {
         FormatOffer {
@@ -225,6 +182,24 @@ mod tests {
             offer(b"Y16 ", &[(640, 360, 15.0)]),
             offer(b"GREY", &[(640, 360, 15.0), (340, 340, 30.0)]),
         ]
+    }
+
+    #[test]
+    fn sizes_over_the_pixel_limit_are_never_chosen() {
+        let settings = Settings {
+            size: Some((65_535, 65_535)),
+            ..Settings::default()
+        };
+        let hostile = [offer(
+            b"YUYV",
+            &[
+                (65_535, 65_535, 30.0),
+                (u32::MAX, 1, 30.0),
+                (4096, 4096, 30.0),
+            ],
+        )];
+        let choice = choose(&hostile, &settings).unwrap();
+        assert_eq!((choice.width, choice.height), (4096, 4096));
     }
 
     #[test]

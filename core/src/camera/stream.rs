@@ -184,6 +184,11 @@ impl MmapStream {
         buf
     }
 
+    /// How many buffers the driver granted.
+    pub fn buffer_count(&self) -> usize {
+        self.buffers.len()
+    }
+
     /// Give buffer `index` back to the driver to fill.
     pub fn queue(&mut self, index: usize) -> io::Result<()> {
         let mut buf = self.buffer(index as u32);

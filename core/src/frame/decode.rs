@@ -5,6 +5,11 @@
 //! image (vivid's GREY) or hand over a short buffer, and none of that may panic or read stale
 //! bytes. A frame that cannot be decoded is an error the caller skips, never a crash.
 //!
+//! Sizes come from the device or a file header, so they are hostile until checked: width x height
+//! is held to [`MAX_PIXELS`] and the bytes a layout needs to [`MAX_FRAME_BYTES`] before anything
+//! sized by them is allocated, and that arithmetic is done in types it cannot overflow
+//! ([`check_layout`]).
+//!
 //! YCbCr is converted with hand-written BT.601 limited-range integer arithmetic rather than the
 //! `yuv` crate: it is the encoding UVC cameras use for YUYV and NV12, a 640x480 frame converts in
 //! about a millisecond (against tens of milliseconds of detection), the results are exact integers
@@ -14,6 +19,16 @@
 use image::RgbImage;
 
 use super::mjpeg;
+
+/// The most pixels (width x height) a frame may have, checked before anything sized by the frame is
+/// allocated. 16 Mpixel (4096 x 4096) is twice 4K UHD, above anything a face camera sends, and the
+/// detector scales every frame down to `detection.max_height` rows anyway; decoded to RGB such a
+/// frame is 48 MiB. Every size limit on frames derives from this one.
+pub const MAX_PIXELS: u64 = 16 * 1024 * 1024;
+
+/// The most bytes a raw frame's layout may need (rows `stride` apart): four bytes per pixel at
+/// [`MAX_PIXELS`], room for the widest format (RGB24, three) with its rows padded by a third.
+pub const MAX_FRAME_BYTES: usize = (MAX_PIXELS * 4) as usize;
 
 /// The pixel layouts a frame can carry (V4L2 four-character codes in brackets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,10 +71,11 @@ pub const ALL_FORMATS: [PixelFormat; 10] = [
 
 impl PixelFormat {
     /// Bytes used by one row of `width` pixels, tightly packed (of the luma plane for NV12; 0 for
-    /// MJPG, which has no rows).
+    /// MJPG, which has no rows). Saturates where `usize` cannot hold it (32-bit targets), which
+    /// no frame within [`MAX_PIXELS`] comes near.
     pub fn min_stride(self, width: u32) -> usize {
-        let w = width as usize;
-        match self {
+        let w = u64::from(width);
+        let bytes = match self {
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => w * 3,
             PixelFormat::Grey => w,
             PixelFormat::Y10 | PixelFormat::Y12 | PixelFormat::Y16 => w * 2,
@@ -67,22 +83,33 @@ impl PixelFormat {
             // The chroma rows hold a U V pair per two pixels: an odd width still needs w + 1.
             PixelFormat::Nv12 => w.div_ceil(2) * 2,
             PixelFormat::Mjpeg => 0,
-        }
+        };
+        usize::try_from(bytes).unwrap_or(usize::MAX)
     }
 
     /// Bytes a `width` x `height` frame with rows `stride` apart must hold: the last row need not
-    /// be padded. `None` for MJPG, whose size varies with the picture.
+    /// be padded. `None` for MJPG, whose size varies with the picture, and when the size does not
+    /// fit in `usize` (see [`check_layout`] for the checked form with the limits).
     pub fn needed_len(self, width: u32, height: u32, stride: usize) -> Option<usize> {
-        let (w, h) = (width, height as usize);
-        if h == 0 {
-            return Some(0);
+        if self == PixelFormat::Mjpeg {
+            return None;
         }
-        let min = self.min_stride(w);
+        usize::try_from(self.needed_bytes(width, height, stride)).ok()
+    }
+
+    /// [`PixelFormat::needed_len`] in a type no `u32` height and `usize` stride can overflow
+    /// (under 2^97); 0 for MJPG.
+    fn needed_bytes(self, width: u32, height: u32, stride: usize) -> u128 {
+        let (h, stride) = (u128::from(height), stride as u128);
+        if h == 0 {
+            return 0;
+        }
+        let min = self.min_stride(width) as u128;
         match self {
-            PixelFormat::Mjpeg => None,
+            PixelFormat::Mjpeg => 0,
             // The chroma plane starts right after `height` luma rows.
-            PixelFormat::Nv12 => Some(stride * h + stride * (h.div_ceil(2) - 1) + min),
-            _ => Some(stride * (h - 1) + min),
+            PixelFormat::Nv12 => stride * h + stride * (h.div_ceil(2) - 1) + min,
+            _ => stride * (h - 1) + min,
         }
     }
 
@@ -180,6 +207,20 @@ pub enum DecodeError {
     },
     #[error("frame has no pixels ({width}x{height})")]
     Empty { width: u32, height: u32 },
+    #[error(
+        "frame {width}x{height} has {} pixels, more than the {limit} facekey decodes",
+        u64::from(*width) * u64::from(*height)
+    )]
+    TooManyPixels { width: u32, height: u32, limit: u64 },
+    #[error("frame {width}x{height} {format:?}: rows {stride} bytes apart need {needed} bytes, more than the {limit} a frame may hold")]
+    TooManyBytes {
+        width: u32,
+        height: u32,
+        format: PixelFormat,
+        stride: usize,
+        needed: u128,
+        limit: usize,
+    },
     #[error("MJPG frame ({len} bytes): {reason}")]
     Jpeg { len: usize, reason: String },
     #[error("MJPG frame is {found_width}x{found_height}, the camera announced {width}x{height}")]
@@ -191,7 +232,61 @@ pub enum DecodeError {
     },
 }
 
-/// Decode `data` (rows `stride` bytes apart) to RGB, checking that it holds every row.
+/// Refuse a frame with no pixels or more than [`MAX_PIXELS`]. The product is taken in `u64`,
+/// where two `u32` cannot overflow.
+pub fn check_pixels(width: u32, height: u32) -> Result<(), DecodeError> {
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Empty { width, height });
+    }
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(DecodeError::TooManyPixels {
+            width,
+            height,
+            limit: MAX_PIXELS,
+        });
+    }
+    Ok(())
+}
+
+/// Check a raw frame's layout as a device describes it, before any buffer is sized by it: pixels
+/// within [`MAX_PIXELS`], rows at least one packed row apart, and the bytes the layout needs
+/// within [`MAX_FRAME_BYTES`]. Returns those bytes (0 for MJPG, which has no rows).
+pub fn check_layout(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: usize,
+) -> Result<usize, DecodeError> {
+    check_pixels(width, height)?;
+    if format == PixelFormat::Mjpeg {
+        return Ok(0);
+    }
+    let min = format.min_stride(width);
+    if stride < min {
+        return Err(DecodeError::StrideTooSmall {
+            width,
+            height,
+            format,
+            stride,
+            min,
+        });
+    }
+    let needed = format.needed_bytes(width, height, stride);
+    match usize::try_from(needed) {
+        Ok(n) if n <= MAX_FRAME_BYTES => Ok(n),
+        _ => Err(DecodeError::TooManyBytes {
+            width,
+            height,
+            format,
+            stride,
+            needed,
+            limit: MAX_FRAME_BYTES,
+        }),
+    }
+}
+
+/// Decode `data` (rows `stride` bytes apart) to RGB, checking the layout ([`check_layout`]) and
+/// that `data` holds every row before anything is allocated.
 pub fn to_rgb(
     format: PixelFormat,
     width: u32,
@@ -200,27 +295,11 @@ pub fn to_rgb(
     data: &[u8],
 ) -> Result<RgbImage, DecodeError> {
     let (w, h) = (width, height);
-    if w == 0 || h == 0 {
-        return Err(DecodeError::Empty {
-            width: w,
-            height: h,
-        });
-    }
+    let needed = check_layout(format, w, h, stride)?;
     if format == PixelFormat::Mjpeg {
         return mjpeg::decode(data, w, h);
     }
     let min = format.min_stride(w);
-    if stride < min {
-        return Err(DecodeError::StrideTooSmall {
-            width: w,
-            height: h,
-            format,
-            stride,
-            min,
-        });
-    }
-    // needed_len is Some for every format but MJPG, handled above.
-    let needed = format.needed_len(w, h, stride).unwrap_or(usize::MAX);
     if data.len() < needed {
         return Err(DecodeError::Truncated {
             width: w,
@@ -594,5 +673,111 @@ mod tests {
                 Err(DecodeError::Empty { .. })
             ));
         }
+    }
+
+    /// Allocations allowed while refusing a frame: error messages, a JPEG header's tables.
+    const SMALL: usize = 1 << 20;
+
+    /// `to_rgb` on hostile sizes: returns the error, having allocated nothing of the hostile size.
+    fn refused(format: PixelFormat, w: u32, h: u32, stride: usize, data: &[u8]) -> DecodeError {
+        let (result, largest) =
+            crate::frame::alloc_probe::largest_allocation(|| to_rgb(format, w, h, stride, data));
+        assert!(
+            largest < SMALL,
+            "{format:?} {w}x{h} stride {stride}: allocated {largest} bytes"
+        );
+        match result {
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("{w}x{h}")) || text.contains("MJPG"),
+                    "{text}"
+                );
+                e
+            }
+            Ok(_) => panic!("{format:?} {w}x{h} stride {stride}: decoded"),
+        }
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_for_every_format_without_allocating_them() {
+        let data = vec![0u8; 4096];
+        for format in ALL_FORMATS {
+            // width x height overflows u32 (and 32-bit usize): refused on the pixel count.
+            for (w, h) in [(u32::MAX, u32::MAX), (u32::MAX, 2), (65_536, 65_536)] {
+                assert!(
+                    matches!(
+                        refused(format, w, h, usize::MAX, &data),
+                        DecodeError::TooManyPixels { .. }
+                    ),
+                    "{format:?} {w}x{h}"
+                );
+            }
+            // One pixel over the limit, and the limit itself with too little data.
+            assert!(matches!(
+                refused(format, 4097, 4096, format.min_stride(4097), &data),
+                DecodeError::TooManyPixels { .. }
+            ));
+            let at_limit = refused(format, 4096, 4096, format.min_stride(4096), &data);
+            if format == PixelFormat::Mjpeg {
+                assert!(matches!(at_limit, DecodeError::Jpeg { .. }), "{at_limit}");
+                continue;
+            }
+            assert!(
+                matches!(at_limit, DecodeError::Truncated { .. }),
+                "{format:?}: {at_limit}"
+            );
+            // A stride of u32::MAX (V4L2's bytesperline is a u32) and of usize::MAX: the rows
+            // would need more than any frame may hold.
+            for stride in [u32::MAX as usize, usize::MAX, usize::MAX / 2 + 1] {
+                match refused(format, 640, 480, stride, &data) {
+                    DecodeError::TooManyBytes { needed, limit, .. } => {
+                        assert!(needed > limit as u128, "{format:?} stride {stride}")
+                    }
+                    other => panic!("{format:?} stride {stride}: {other}"),
+                }
+            }
+            // stride smaller than width x bytes per pixel.
+            let min = format.min_stride(640);
+            assert!(matches!(
+                refused(format, 640, 480, min - 1, &data),
+                DecodeError::StrideTooSmall { .. }
+            ));
+            // bytesused smaller than stride x height (and an empty buffer).
+            let needed = format.needed_len(640, 480, min).unwrap();
+            let short = vec![0u8; needed - 1];
+            for buffer in [&short[..], &[]] {
+                match refused(format, 640, 480, min, buffer) {
+                    DecodeError::Truncated { len, needed: n, .. } => {
+                        assert_eq!((len, n), (buffer.len(), needed))
+                    }
+                    other => panic!("{format:?}: {other}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layout_checks_name_the_sizes_and_the_limit() {
+        assert_eq!(check_layout(PixelFormat::Yuyv, 640, 480, 1280), Ok(614_400));
+        assert_eq!(check_layout(PixelFormat::Mjpeg, 640, 480, 0), Ok(0));
+        let text = check_layout(PixelFormat::Grey, 640, 480, u32::MAX as usize)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("640x480"), "{text}");
+        assert!(text.contains(&u32::MAX.to_string()), "{text}");
+        assert!(text.contains(&MAX_FRAME_BYTES.to_string()), "{text}");
+        let text = check_pixels(65_535, 65_535).unwrap_err().to_string();
+        assert!(text.contains("65535x65535"), "{text}");
+        assert!(text.contains(&MAX_PIXELS.to_string()), "{text}");
+        // The probe sees a real decode's picture (so its silence above means something).
+        let grey = vec![0u8; 1024 * 1024];
+        let (decoded, largest) = crate::frame::alloc_probe::largest_allocation(|| {
+            to_rgb(PixelFormat::Grey, 1024, 1024, 1024, &grey)
+        });
+        assert!(decoded.is_ok());
+        assert!(largest >= 3 * 1024 * 1024, "{largest}");
+        // needed_len reports sizes it cannot hold as None instead of wrapping.
+        assert_eq!(PixelFormat::Rgb24.needed_len(1, 3, usize::MAX), None);
     }
 }

@@ -6,7 +6,9 @@
 //! JPEG Annex K.3 without sending them). Each problem gives a [`DecodeError`] that the caller
 //! counts and skips, never a panic and never a half-grey picture handed on to the detector.
 //! The decoder is zune-jpeg (the one the `image` crate uses), in strict mode; a frame whose header
-//! announces another size than the camera's is refused before any pixel is decoded.
+//! announces more than [`MAX_PIXELS`](super::decode::MAX_PIXELS), or another size than the
+//! camera's, is refused before any pixel is decoded or the picture allocated (a JPEG bomb costs a
+//! header parse, nothing more).
 
 use image::RgbImage;
 use zune_core::bytestream::ZCursor;
@@ -14,6 +16,7 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
+use super::decode::check_pixels;
 use super::DecodeError;
 
 const SOI: u8 = 0xD8;
@@ -23,6 +26,7 @@ const DHT: u8 = 0xC4;
 
 /// Decode one MJPG frame that must be `width` x `height`.
 pub fn decode(data: &[u8], width: u32, height: u32) -> Result<RgbImage, DecodeError> {
+    check_pixels(width, height)?;
     let fail = |reason: &str| DecodeError::Jpeg {
         len: data.len(),
         reason: reason.to_owned(),
@@ -40,8 +44,12 @@ pub fn decode(data: &[u8], width: u32, height: u32) -> Result<RgbImage, DecodeEr
         spliced = with_standard_tables(jpeg);
         &spliced[..]
     };
+    // zune's own size limits (16384 a side by default) are lifted to what a JPEG header can say,
+    // so that the checks below, the same for every frame, decide.
     let options = DecoderOptions::new_fast()
         .set_strict_mode(true)
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX))
         .jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(jpeg), options);
     // The header alone says the size: compare it before the image is allocated and decoded.
@@ -50,6 +58,7 @@ pub fn decode(data: &[u8], width: u32, height: u32) -> Result<RgbImage, DecodeEr
         .map_err(|e| fail(&format!("{e:?}")))?;
     let info = decoder.info().ok_or_else(|| fail("no image header"))?;
     let (found_width, found_height) = (u32::from(info.width), u32::from(info.height));
+    check_pixels(found_width, found_height)?;
     if (found_width, found_height) != (width, height) {
         return Err(DecodeError::SizeMismatch {
             width,
@@ -309,5 +318,49 @@ mod tests {
         let rgb = decode(&data, 16, 16).unwrap();
         let p = rgb.get_pixel(8, 8).0;
         assert!(p.iter().all(|c| c.abs_diff(90) <= 1), "{p:?}");
+    }
+
+    /// `jpeg` with the frame header (SOF0: height, then width, big-endian, 5 bytes after the
+    /// marker) claiming `width` x `height`.
+    fn claiming(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
+        let mut out = jpeg.to_vec();
+        let sof = out.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        out[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+        out[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn a_header_claiming_65535x65535_is_refused_before_anything_is_allocated_for_it() {
+        let bomb = claiming(&jpeg(&picture()), 65_535, 65_535);
+        for (width, height) in [(64, 48), (65_535, 65_535), (4096, 4096)] {
+            let (result, largest) =
+                crate::frame::alloc_probe::largest_allocation(|| decode(&bomb, width, height));
+            assert!(
+                largest < 1 << 20,
+                "{width}x{height}: allocated {largest} bytes"
+            );
+            match result {
+                Err(DecodeError::TooManyPixels {
+                    width: 65_535,
+                    height: 65_535,
+                    ..
+                }) => {}
+                other => panic!("announced {width}x{height}: {other:?}"),
+            }
+        }
+        // Within the limit, the header's size must still be the announced one.
+        let other = claiming(&jpeg(&picture()), 4096, 4096);
+        assert!(matches!(
+            decode(&other, 64, 48),
+            Err(DecodeError::SizeMismatch {
+                found_width: 4096,
+                found_height: 4096,
+                ..
+            })
+        ));
+        // A header of zero size is an empty frame, not a division or an allocation of nothing.
+        let empty = claiming(&jpeg(&picture()), 0, 48);
+        assert!(decode(&empty, 64, 48).is_err());
     }
 }

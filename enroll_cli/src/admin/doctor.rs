@@ -660,14 +660,7 @@ fn cameras_line(entries: &[DeviceEntry], needed: bool) -> Check {
 }
 
 fn replay_line(source: &str) -> Check {
-    let files: Vec<PathBuf> = if let Some(list) = source.strip_prefix("file:") {
-        list.split(',')
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .collect()
-    } else if let Some(dir) = source.strip_prefix("dir:") {
-        vec![PathBuf::from(dir)]
-    } else {
+    if !source.starts_with("file:") && !source.starts_with("dir:") {
         return Check::fail(
             "source",
             format!("camera.source = {source:?} is not file:, dir: or v4l2:"),
@@ -676,18 +669,10 @@ fn replay_line(source: &str) -> Check {
                     .into(),
             ),
         );
-    };
-    let missing: Vec<String> = files
-        .iter()
-        .filter(|f| fs::metadata(f).is_err())
-        .map(|f| f.display().to_string())
-        .collect();
-    if files.is_empty() || !missing.is_empty() {
-        return Check::fail(
-            "source",
-            format!("camera.source {source:?}: missing {}", missing.join(", ")),
-            None,
-        );
+    }
+    // Opened as the decision opens it: every file and folder through the trust rules.
+    if let Err(e) = facekey_core::source::open_source(source) {
+        return Check::fail("source", format!("camera.source {source:?}: {e}"), None);
     }
     Check::warn(
         "source",
@@ -1145,6 +1130,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("face.jpg");
         fs::write(&image, "").unwrap();
+        fs::set_permissions(&image, fs::Permissions::from_mode(0o644)).unwrap();
         let camera = |source: String| facekey_config::Camera {
             source,
             ..Default::default()
@@ -1156,6 +1142,18 @@ mod tests {
         );
         assert!(all_passed(&checks), "{checks:#?}");
         assert_eq!(find(&checks, "source").status, Status::Warn);
+
+        // A replay file others could replace is what the decision refuses: so does the doctor.
+        fs::set_permissions(&image, fs::Permissions::from_mode(0o666)).unwrap();
+        let checks = check_cameras(
+            &camera(format!("file:{}", image.display())),
+            &[],
+            Path::new("/"),
+        );
+        let line = find(&checks, "source");
+        assert_eq!(line.status, Status::Fail);
+        assert!(line.message.contains("chmod go-w"), "{line:?}");
+        fs::set_permissions(&image, fs::Permissions::from_mode(0o644)).unwrap();
 
         let missing = dir.path().join("gone.jpg");
         let checks = check_cameras(
