@@ -562,7 +562,8 @@ pub fn authenticate_before(
 
 /// [`authenticate_before`] for an enrolment the caller already read with [`load_enrolled`] (the PAM
 /// module reads it before the rate limit), so it is not read twice. The caller has checked
-/// `general.disabled` (see `policy::check`).
+/// `general.disabled` (see `policy::check`). `observer` hears of every frame, on the worker thread
+/// (the policy learns from it whether frames were analysed).
 pub fn authenticate_enrolled_before(
     enrolled: Enrolled,
     config: &Config,
@@ -570,6 +571,7 @@ pub fn authenticate_enrolled_before(
     mut open_source: Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>,
     deadline: Instant,
     grace: Duration,
+    mut observer: Box<dyn FnMut(&FrameReport<'_>) + Send>,
 ) -> Outcome {
     let started = Instant::now();
     let worker_config = config.clone();
@@ -581,7 +583,7 @@ pub fn authenticate_enrolled_before(
             &mut *open_source,
             started,
             deadline,
-            &mut |_| {},
+            &mut *observer,
         )
     })
 }

@@ -11,6 +11,8 @@
 //! kernel / logind state under fixed paths.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use facekey_config::Config;
@@ -244,10 +246,18 @@ pub struct AttemptInput<'a> {
     pub now: SystemTime,
 }
 
+/// How long settling the rate limit may wait for another process's lock once the decision is over: the decision
+/// ends by the deadline plus [`decision::DEADLINE_GRACE`], and the PAM module promises an answer within the
+/// deadline plus 250 ms.
+pub const SETTLE_GRACE: Duration = Duration::from_millis(50);
+
 /// One authentication attempt, in this order: policy ([`check`]); the user's enrolment (none: unavailable, and
 /// nothing else happens); the rate limit (over it: refused without opening the camera); `on_start` (the front end
 /// tells the user it is looking); the decision on the configured source, bounded by the deadline; the rate-limit
-/// settlement.
+/// settlement ([`settlement`]).
+///
+/// Every step counts against `input.deadline`: waiting for the rate-limit lock ends there (then
+/// [`Verdict::RateLimitBroken`]), the decision gets what is left, and settling may wait [`SETTLE_GRACE`] more.
 pub fn attempt(
     config: &Config,
     input: &AttemptInput<'_>,
@@ -271,13 +281,15 @@ pub fn attempt(
         Ok(limiter) => limiter,
         Err(e) => return Verdict::RateLimitBroken(e),
     };
-    let ticket = match limiter.begin(&user, input.now) {
+    let ticket = match limiter.begin(&user, input.now, input.deadline) {
         Ok(Ok(ticket)) => ticket,
         Ok(Err(limited)) => return Verdict::RateLimited(limited),
         Err(e) => return Verdict::RateLimitBroken(e),
     };
     on_start();
     let camera = config.clone();
+    let analysed = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&analysed);
     let outcome = decision::authenticate_enrolled_before(
         enrolled,
         config,
@@ -285,15 +297,39 @@ pub fn attempt(
         Box::new(move || decision::open_configured_source(&camera)),
         input.deadline,
         decision::DEADLINE_GRACE,
+        Box::new(move |_| seen.store(true, Ordering::Relaxed)),
     );
-    let settlement = match &outcome {
-        Outcome::Matched { .. } => Settlement::Success,
-        Outcome::NoMatch { .. } | Outcome::NoFace { .. } => Settlement::Failure,
-        Outcome::Unavailable(_) => Settlement::NotCounted,
-    };
+    let ended = Instant::now();
+    let how = settlement(
+        &outcome,
+        analysed.load(Ordering::Relaxed),
+        ended < input.deadline,
+    );
     Verdict::Decided {
         outcome,
-        bookkeeping: ticket.settle(settlement).err(),
+        bookkeeping: ticket
+            .settle(how, input.deadline.max(ended) + SETTLE_GRACE)
+            .err(),
+    }
+}
+
+/// How an attempt that got past the rate limit is settled. A match clears the user's failures; no match and no
+/// face stay counted. An unavailable decision is refunded only when it never got to a frame (camera missing or
+/// busy at open, broken model, colour camera refused...) and ended before the deadline: once a frame reached the
+/// decision, or the deadline passed (a camera that hangs or stalls, which the person in front of it may cause),
+/// the attempt stays counted, so nobody gets unlimited tries by making the decision break half-way.
+pub fn settlement(
+    outcome: &Outcome,
+    frames_analysed: bool,
+    ended_before_deadline: bool,
+) -> Settlement {
+    match outcome {
+        Outcome::Matched { .. } => Settlement::Success,
+        Outcome::NoMatch { .. } | Outcome::NoFace { .. } => Settlement::Failure,
+        Outcome::Unavailable(_) if !frames_analysed && ended_before_deadline => {
+            Settlement::NotCounted
+        }
+        Outcome::Unavailable(_) => Settlement::Failure,
     }
 }
 
@@ -467,5 +503,37 @@ mod tests {
         );
         config.camera.source = "v4l2:/dev/video0".into();
         assert_eq!(check(&config, &request("sudo", None), &system), Ok(()));
+    }
+
+    #[test]
+    fn only_an_unavailable_decision_before_any_frame_and_the_deadline_is_refunded() {
+        use crate::decision::{Stats, Unavailable};
+        let unavailable = || {
+            Outcome::Unavailable(Unavailable::NoEnrolment {
+                user: "alice".into(),
+            })
+        };
+        assert_eq!(
+            settlement(&unavailable(), false, true),
+            Settlement::NotCounted
+        );
+        // Frames were analysed, then the source or a model failed.
+        assert_eq!(settlement(&unavailable(), true, true), Settlement::Failure);
+        // The decision ran into the deadline (a source that hangs at open or stalls).
+        assert_eq!(
+            settlement(&unavailable(), false, false),
+            Settlement::Failure
+        );
+        let no_face = Outcome::NoFace {
+            stats: Stats::default(),
+        };
+        assert_eq!(settlement(&no_face, true, true), Settlement::Failure);
+        let matched = Outcome::Matched {
+            label: "me".into(),
+            sample_id: 1,
+            distance: 0.1,
+            stats: Stats::default(),
+        };
+        assert_eq!(settlement(&matched, true, true), Settlement::Success);
     }
 }

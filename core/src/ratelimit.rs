@@ -4,14 +4,16 @@
 //! State lives in `rate_limit.state_dir` (`/run/facekey`: tmpfs, so a reboot clears it): a directory owned by the
 //! process's user (root in production) with no access for group or others, and one file per user holding one unix
 //! timestamp (seconds) per counted attempt. Every read-modify-write of a user's file holds an exclusive `flock` on
-//! it, so two concurrent attempts (two `sudo` in two terminals) never lose a count.
+//! it, so two concurrent attempts (two `sudo` in two terminals) never lose a count. The lock is taken without
+//! blocking and retried only until the caller's deadline: another process holding it (a stopped `su`) makes the
+//! attempt give up with [`RateLimitError::Busy`], never wait past its deadline.
 //!
 //! Attempts are charged when they start ([`RateLimiter::begin`]) and settled when they end ([`Ticket::settle`]):
 //! a failure stays counted, a success clears the user's record, an attempt that turned out not to apply (no
 //! enrolment, camera missing) is refunded. A process that dies mid-attempt leaves its attempt counted: the limit
 //! errs on the side of refusing, and at most `max_failures` attempts can ever run in one window, concurrent or not.
 //!
-//! This module must never: follow a symbolic link, use a directory or file that anyone but its owner can read or
+//! This module must never: wait for a lock past the deadline it was given, follow a symbolic link, use a directory or file that anyone but its owner can read or
 //! write, or trust the file's content beyond parsing numbers (a malformed line is dropped).
 
 use std::fs::{DirBuilder, File};
@@ -19,7 +21,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use facekey_config::RateLimit;
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags, CWD};
@@ -29,6 +31,10 @@ use crate::trust;
 
 /// Largest state file read; a real one holds at most a few lines.
 const MAX_STATE_BYTES: u64 = 64 * 1024;
+
+/// Pause between two tries of a lock held by another process: short against a deadline of a few seconds, long
+/// enough not to spin.
+const LOCK_RETRY: Duration = Duration::from_millis(5);
 
 /// Why the rate-limit state could not be used. Face authentication does not run without it.
 #[derive(thiserror::Error, Debug)]
@@ -42,6 +48,14 @@ pub enum RateLimitError {
     /// Creating, opening, locking, reading or writing failed.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    /// Another process held the file's lock until the attempt's deadline.
+    #[error(
+        "{}: locked by another process for {} ms, until this attempt's deadline; fix: find the holder in \
+         /proc/locks (a stopped su or sudo?) and let it finish or end it",
+        path.display(),
+        waited.as_millis()
+    )]
+    Busy { path: PathBuf, waited: Duration },
 }
 
 /// Too many recent failures: the attempt is refused.
@@ -113,15 +127,16 @@ impl RateLimiter {
     }
 
     /// Charge an attempt for `user` at time `now`, or refuse it when `max_failures` are already counted in the
-    /// window ending at `now`.
+    /// window ending at `now`. Waits for another process's lock on the user's file until `deadline` at most.
     pub fn begin(
         &self,
         user: &UserName,
         now: SystemTime,
+        deadline: Instant,
     ) -> Result<Result<Ticket, Limited>, RateLimitError> {
         let now = unix_seconds(now);
         let (mut file, path) = self.open_user_file(user)?;
-        let lock = Lock::exclusive(&file, &path)?;
+        let lock = Lock::exclusive(&file, &path, deadline)?;
         let mut stamps = self.recent(read_stamps(&mut file, &path)?, now);
         let failures = stamps.len() as u32;
         if failures >= self.max_failures {
@@ -143,10 +158,16 @@ impl RateLimiter {
         }))
     }
 
-    /// Failures counted for `user` in the window ending at `now` (for messages and tests).
-    pub fn failures(&self, user: &UserName, now: SystemTime) -> Result<u32, RateLimitError> {
+    /// Failures counted for `user` in the window ending at `now` (for messages and tests), waiting for another
+    /// process's lock until `deadline` at most.
+    pub fn failures(
+        &self,
+        user: &UserName,
+        now: SystemTime,
+        deadline: Instant,
+    ) -> Result<u32, RateLimitError> {
         let (mut file, path) = self.open_user_file(user)?;
-        let _lock = Lock::exclusive(&file, &path)?;
+        let _lock = Lock::exclusive(&file, &path, deadline)?;
         let stamps = self.recent(read_stamps(&mut file, &path)?, unix_seconds(now));
         Ok(stamps.len() as u32)
     }
@@ -178,9 +199,10 @@ impl RateLimiter {
 }
 
 impl Ticket {
-    /// Record how the attempt ended (see [`Settlement`]).
-    pub fn settle(mut self, how: Settlement) -> Result<(), RateLimitError> {
-        let _lock = Lock::exclusive(&self.file, &self.path)?;
+    /// Record how the attempt ended (see [`Settlement`]), waiting for another process's lock until `deadline` at
+    /// most. Past it the attempt stays counted, as charged by [`RateLimiter::begin`].
+    pub fn settle(mut self, how: Settlement, deadline: Instant) -> Result<(), RateLimitError> {
+        let _lock = Lock::exclusive(&self.file, &self.path, deadline)?;
         match how {
             Settlement::Failure => Ok(()),
             Settlement::Success => write_stamps(&mut self.file, &self.path, &[]),
@@ -200,13 +222,29 @@ impl Ticket {
 struct Lock(File);
 
 impl Lock {
-    fn exclusive(file: &File, path: &Path) -> Result<Lock, RateLimitError> {
+    /// Take the lock without blocking, retrying every [`LOCK_RETRY`] while another open file description holds
+    /// it, until `deadline`; then [`RateLimitError::Busy`]. A free lock is taken at once, even past the deadline.
+    fn exclusive(file: &File, path: &Path, deadline: Instant) -> Result<Lock, RateLimitError> {
         let dup = file.try_clone().map_err(|source| RateLimitError::Io {
             path: path.to_owned(),
             source,
         })?;
-        rustix::fs::flock(&dup, FlockOperation::LockExclusive).map_err(io_error(path))?;
-        Ok(Lock(dup))
+        let started = Instant::now();
+        loop {
+            match rustix::fs::flock(&dup, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Lock(dup)),
+                Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => {}
+                Err(errno) => return Err(io_error(path)(errno)),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RateLimitError::Busy {
+                    path: path.to_owned(),
+                    waited: started.elapsed(),
+                });
+            }
+            std::thread::sleep(left.min(LOCK_RETRY));
+        }
     }
 }
 
@@ -307,9 +345,25 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    /// A deadline no test reaches when the lock is free.
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    /// Take `user`'s lock on an open file description of its own, as another process would.
+    fn hold_lock(limiter: &RateLimiter, user: &str) -> File {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(limiter.dir().join(user))
+            .unwrap();
+        rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).unwrap();
+        file
+    }
+
     fn fail(limiter: &RateLimiter, who: &UserName, secs: u64) {
-        let ticket = limiter.begin(who, at(secs)).unwrap().unwrap();
-        ticket.settle(Settlement::Failure).unwrap();
+        let ticket = limiter.begin(who, at(secs), soon()).unwrap().unwrap();
+        ticket.settle(Settlement::Failure, soon()).unwrap();
     }
 
     #[test]
@@ -320,13 +374,19 @@ mod tests {
         for i in 0..5 {
             fail(&limiter, &alice, 1000 + i);
         }
-        let limited = limiter.begin(&alice, at(1010)).unwrap().unwrap_err();
+        let limited = limiter
+            .begin(&alice, at(1010), soon())
+            .unwrap()
+            .unwrap_err();
         assert_eq!(limited.failures, 5);
         assert_eq!(limited.retry_after, Duration::from_secs(50));
         // 1000 + 60: the first failure has left the window.
-        assert!(limiter.begin(&alice, at(1060)).unwrap().is_ok());
+        assert!(limiter.begin(&alice, at(1060), soon()).unwrap().is_ok());
         // Another user is not affected.
-        assert!(limiter.begin(&user("bob"), at(1010)).unwrap().is_ok());
+        assert!(limiter
+            .begin(&user("bob"), at(1010), soon())
+            .unwrap()
+            .is_ok());
     }
 
     #[test]
@@ -337,13 +397,13 @@ mod tests {
         for i in 0..4 {
             fail(&limiter, &alice, 1000 + i);
         }
-        let ticket = limiter.begin(&alice, at(1005)).unwrap().unwrap();
-        assert_eq!(limiter.failures(&alice, at(1005)).unwrap(), 5);
-        ticket.settle(Settlement::NotCounted).unwrap();
-        assert_eq!(limiter.failures(&alice, at(1005)).unwrap(), 4);
-        let ticket = limiter.begin(&alice, at(1006)).unwrap().unwrap();
-        ticket.settle(Settlement::Success).unwrap();
-        assert_eq!(limiter.failures(&alice, at(1006)).unwrap(), 0);
+        let ticket = limiter.begin(&alice, at(1005), soon()).unwrap().unwrap();
+        assert_eq!(limiter.failures(&alice, at(1005), soon()).unwrap(), 5);
+        ticket.settle(Settlement::NotCounted, soon()).unwrap();
+        assert_eq!(limiter.failures(&alice, at(1005), soon()).unwrap(), 4);
+        let ticket = limiter.begin(&alice, at(1006), soon()).unwrap().unwrap();
+        ticket.settle(Settlement::Success, soon()).unwrap();
+        assert_eq!(limiter.failures(&alice, at(1006), soon()).unwrap(), 0);
     }
 
     #[test]
@@ -357,9 +417,9 @@ mod tests {
                 std::thread::spawn(move || {
                     barrier.wait();
                     // Each thread opens the file itself: separate open file descriptions, as in two processes.
-                    match limiter.begin(&user("alice"), at(2000)).unwrap() {
+                    match limiter.begin(&user("alice"), at(2000), soon()).unwrap() {
                         Ok(ticket) => {
-                            ticket.settle(Settlement::Failure).unwrap();
+                            ticket.settle(Settlement::Failure, soon()).unwrap();
                             true
                         }
                         Err(_) => false,
@@ -373,7 +433,10 @@ mod tests {
             .filter(|&a| a)
             .count();
         assert_eq!(admitted, 5);
-        assert_eq!(limiter.failures(&user("alice"), at(2000)).unwrap(), 5);
+        assert_eq!(
+            limiter.failures(&user("alice"), at(2000), soon()).unwrap(),
+            5
+        );
     }
 
     #[test]
@@ -381,8 +444,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
         let alice = user("alice");
-        drop(limiter.begin(&alice, at(3000)).unwrap().unwrap());
-        assert_eq!(limiter.failures(&alice, at(3001)).unwrap(), 1);
+        drop(limiter.begin(&alice, at(3000), soon()).unwrap().unwrap());
+        assert_eq!(limiter.failures(&alice, at(3001), soon()).unwrap(), 1);
     }
 
     #[test]
@@ -394,7 +457,12 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
-        drop(limiter.begin(&user("alice"), at(1)).unwrap().unwrap());
+        drop(
+            limiter
+                .begin(&user("alice"), at(1), soon())
+                .unwrap()
+                .unwrap(),
+        );
         let file = std::fs::metadata(limiter.dir().join("alice")).unwrap();
         assert_eq!(file.permissions().mode() & 0o777, 0o600);
     }
@@ -416,7 +484,7 @@ mod tests {
         let path = limiter.dir().join("alice");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let err = limiter.begin(&user("alice"), at(1)).unwrap_err();
+        let err = limiter.begin(&user("alice"), at(1), soon()).unwrap_err();
         assert!(matches!(err, RateLimitError::Exposed { .. }), "{err}");
     }
 
@@ -427,18 +495,94 @@ mod tests {
         let target = tmp.path().join("elsewhere");
         std::fs::write(&target, "").unwrap();
         std::os::unix::fs::symlink(&target, limiter.dir().join("alice")).unwrap();
-        assert!(limiter.begin(&user("alice"), at(1)).is_err());
+        assert!(limiter.begin(&user("alice"), at(1), soon()).is_err());
     }
 
     #[test]
     fn malformed_lines_are_dropped() {
         let tmp = tempfile::tempdir().unwrap();
         let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
-        drop(limiter.begin(&user("alice"), at(100)).unwrap().unwrap());
+        drop(
+            limiter
+                .begin(&user("alice"), at(100), soon())
+                .unwrap()
+                .unwrap(),
+        );
         let path = limiter.dir().join("alice");
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("garbage\n-5\n101\n");
         std::fs::write(&path, text).unwrap();
-        assert_eq!(limiter.failures(&user("alice"), at(110)).unwrap(), 2);
+        assert_eq!(
+            limiter.failures(&user("alice"), at(110), soon()).unwrap(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_fails_at_the_deadline_and_not_before() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let alice = user("alice");
+        fail(&limiter, &alice, 100);
+        let holder = hold_lock(&limiter, "alice");
+        let wait = Duration::from_millis(300);
+        for attempt in ["begin", "failures"] {
+            let started = Instant::now();
+            let err = match attempt {
+                "begin" => limiter
+                    .begin(&alice, at(101), started + wait)
+                    .map(|_| ())
+                    .unwrap_err(),
+                _ => limiter
+                    .failures(&alice, at(101), started + wait)
+                    .map(|_| ())
+                    .unwrap_err(),
+            };
+            let elapsed = started.elapsed();
+            assert!(
+                matches!(err, RateLimitError::Busy { .. }),
+                "{attempt}: {err}"
+            );
+            assert!(
+                elapsed >= wait,
+                "{attempt}: gave up after {elapsed:?}, before the deadline"
+            );
+            assert!(
+                elapsed < wait + Duration::from_secs(1),
+                "{attempt}: took {elapsed:?}"
+            );
+            assert!(err.to_string().contains("/proc/locks"), "{err}");
+        }
+        // A ticket whose settlement meets the held lock gives up too, and the attempt stays counted.
+        drop(holder);
+        let ticket = limiter.begin(&alice, at(102), soon()).unwrap().unwrap();
+        let holder = hold_lock(&limiter, "alice");
+        let started = Instant::now();
+        let err = ticket
+            .settle(Settlement::NotCounted, started + wait)
+            .unwrap_err();
+        assert!(matches!(err, RateLimitError::Busy { .. }), "{err}");
+        assert!(started.elapsed() >= wait);
+        drop(holder);
+        assert_eq!(limiter.failures(&alice, at(103), soon()).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_free_lock_is_taken_at_once_even_past_the_deadline() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let alice = user("alice");
+        fail(&limiter, &alice, 100);
+        // The other description's lock is gone once it is closed.
+        drop(hold_lock(&limiter, "alice"));
+        let passed = Instant::now();
+        let ticket = limiter.begin(&alice, at(101), passed).unwrap().unwrap();
+        ticket.settle(Settlement::Failure, passed).unwrap();
+        assert_eq!(limiter.failures(&alice, at(102), passed).unwrap(), 2);
+        assert!(
+            passed.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            passed.elapsed()
+        );
     }
 }
