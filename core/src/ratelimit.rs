@@ -9,8 +9,8 @@
 //! attempt give up with [`RateLimitError::Busy`], never wait past its deadline.
 //!
 //! Attempts are charged when they start ([`RateLimiter::begin`]) and settled when they end ([`Ticket::settle`]):
-//! a failure stays counted, a success clears the user's record, an attempt that turned out not to apply (no
-//! enrolment, camera missing) is refunded. A process that dies mid-attempt leaves its attempt counted: the limit
+//! a failure stays counted, a success clears the user's record, an attempt that never got to a frame (camera
+//! missing or busy at open, broken model) is refunded (`policy::settlement` decides which). A process that dies mid-attempt leaves its attempt counted: the limit
 //! errs on the side of refusing, and at most `max_failures` attempts can ever run in one window, concurrent or not.
 //!
 //! This module must never: wait for a lock past the deadline it was given, follow a symbolic link, use a directory or file that anyone but its owner can read or
@@ -76,8 +76,8 @@ pub enum Settlement {
     Success,
     /// No match, or no face: the attempt stays counted.
     Failure,
-    /// Face authentication could not be attempted (no enrolment, no camera, broken model): not a failure of
-    /// the person in front of the camera, so the charge is refunded.
+    /// Face authentication could not be attempted (no camera, broken model) and no frame was analysed: not a
+    /// failure of the person in front of the camera, so the charge is refunded.
     NotCounted,
 }
 
