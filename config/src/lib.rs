@@ -30,8 +30,10 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.toml");
 /// The one place this number lives; the shipped file must say the same (a test checks).
 pub const DEFAULT_THRESHOLD: f32 = 0.5;
 
-/// PAM services facekey answers for by default. Never `sshd`: a face in front of the server's
-/// camera says nothing about who is typing on the remote end.
+/// PAM services facekey answers for by default: the password services that Debian's packages of login, sudo,
+/// su (util-linux), polkit and the display managers and lock screens install under /etc/pam.d or
+/// /usr/lib/pam.d (tests/data/pam.d holds those files, and a test checks this list against them). Never `sshd`:
+/// a face in front of the server's camera says nothing about who is typing on the remote end.
 const DEFAULT_PAM_SERVICES: &[&str] = &[
     "login",
     "sudo",
@@ -43,7 +45,7 @@ const DEFAULT_PAM_SERVICES: &[&str] = &[
     "sddm",
     "lightdm",
     "xscreensaver",
-    "kscreenlocker",
+    "kde",
     "i3lock",
     "swaylock",
     "gnome-screensaver",
@@ -52,6 +54,11 @@ const DEFAULT_PAM_SERVICES: &[&str] = &[
     "xfce4-screensaver",
     "hyprlock",
 ];
+
+/// The default `[pam] services`, for tests and tools that compare against it.
+pub fn default_pam_services() -> &'static [&'static str] {
+    DEFAULT_PAM_SERVICES
+}
 
 /// The whole configuration. Every section and key is optional in the file; missing ones take
 /// the defaults below.
@@ -260,6 +267,12 @@ pub struct Pam {
     /// PAM service names facekey answers for; any other service gets "unavailable".
     /// `sshd` is refused. An empty list means no service.
     pub services: Vec<String>,
+    /// Services (each also in `services`) where a face may authenticate a user other than the one asking:
+    /// `su bob` run by alice with bob's face in view. Empty by default: the face authenticates only the user who
+    /// asks (the requesting process's real user, or PAM_RUSER when the process runs as root).
+    pub other_user_services: Vec<String>,
+    /// Let a face authenticate `root`. Off by default: root's password stays the only way in as root.
+    pub allow_root: bool,
     /// Tell the user a face is being looked for.
     pub detection_notice: bool,
     /// Tell the user whose face was recognised.
@@ -273,6 +286,8 @@ impl Default for Pam {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            other_user_services: Vec::new(),
+            allow_root: false,
             detection_notice: true,
             confirmation: true,
         }

@@ -76,7 +76,34 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
 
     absolute("storage.faces_dir", &config.storage.faces_dir)?;
 
-    for (i, service) in config.pam.services.iter().enumerate() {
+    service_names("pam.services", &config.pam.services, |_| None)?;
+    service_names(
+        "pam.other_user_services",
+        &config.pam.other_user_services,
+        |service| {
+            (!config.pam.services.iter().any(|s| s == service)).then(|| {
+                format!(
+                    "{service:?} is not in pam.services, so facekey never answers for it: add it there too, \
+                     or remove it here"
+                )
+            })
+        },
+    )?;
+
+    let r = &config.rate_limit;
+    at_least_one("rate_limit.max_failures", r.max_failures.into())?;
+    at_least_one("rate_limit.window", r.window)?;
+    absolute("rate_limit.state_dir", &r.state_dir)?;
+    Ok(())
+}
+
+/// A list of PAM service names: each non-empty, without whitespace, never `sshd`, and passing `more`.
+fn service_names(
+    key: &'static str,
+    services: &[String],
+    more: impl Fn(&str) -> Option<String>,
+) -> Result<(), Violation> {
+    for (i, service) in services.iter().enumerate() {
         let message = if service.is_empty() {
             Some("service names must not be empty".to_owned())
         } else if service.chars().any(char::is_whitespace) {
@@ -85,21 +112,16 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
             // The camera is on the server, the person is on the other end of the connection.
             Some("\"sshd\" is refused: a face at this machine's camera does not identify a remote user".to_owned())
         } else {
-            None
+            more(service)
         };
         if let Some(message) = message {
             return Err(Violation {
-                key: "pam.services",
+                key,
                 element: Some(i),
                 message,
             });
         }
     }
-
-    let r = &config.rate_limit;
-    at_least_one("rate_limit.max_failures", r.max_failures.into())?;
-    at_least_one("rate_limit.window", r.window)?;
-    absolute("rate_limit.state_dir", &r.state_dir)?;
     Ok(())
 }
 

@@ -67,7 +67,7 @@ rejects! {
     unknown_key_in_storage_is_rejected:
         "[storage]\nface_dir = \"/x\"\n" => line 2, key "storage.face_dir", says "unknown key (expected faces_dir)";
     unknown_key_in_pam_is_rejected:
-        "[pam]\nservice = [\"sudo\"]\n" => line 2, key "pam.service", says "unknown key (expected one of services, detection_notice, confirmation)";
+        "[pam]\nservice = [\"sudo\"]\n" => line 2, key "pam.service", says "unknown key (expected one of services, other_user_services, allow_root, detection_notice, confirmation)";
     unknown_key_in_rate_limit_is_rejected:
         "[rate_limit]\nmax_failure = 3\n" => line 2, key "rate_limit.max_failure", says "unknown key (expected one of max_failures, window, state_dir)";
     unknown_key_reports_its_column:
@@ -223,6 +223,10 @@ rejects! {
         "[pam]\nservices = [\n  \"sudo\",\n  \"sshd\",\n]\n" => line 4, key "pam.services", says "\"sshd\" is refused";
     empty_service_name_is_rejected:
         "[pam]\nservices = [\"sudo\", \"\"]\n" => line 2, key "pam.services", says "must not be empty";
+    other_user_service_not_in_services_is_rejected:
+        "[pam]\nservices = [\"sudo\"]\nother_user_services = [\"sudo\", \"su\"]\n" => line 3, key "pam.other_user_services", says "\"su\" is not in pam.services";
+    sshd_other_user_service_is_rejected:
+        "[pam]\nother_user_services = [\"sshd\"]\n" => line 2, key "pam.other_user_services", says "\"sshd\" is refused";
     service_name_with_space_is_rejected:
         "[pam]\nservices = [\"gdm password\"]\n" => line 2, key "pam.services", says "contains whitespace";
     zero_max_failures_is_rejected:

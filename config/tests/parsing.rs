@@ -54,7 +54,9 @@ timeout = 7.5
 faces_dir = "/var/lib/facekey/faces"
 
 [pam]
-services = ["sudo", "swaylock"]
+services = ["sudo", "swaylock", "su"]
+other_user_services = ["su"]
+allow_root = true
 detection_notice = false
 confirmation = false
 
@@ -102,7 +104,9 @@ fn every_key_expected() -> Config {
             faces_dir: PathBuf::from("/var/lib/facekey/faces"),
         },
         pam: Pam {
-            services: vec!["sudo".to_owned(), "swaylock".to_owned()],
+            services: vec!["sudo".to_owned(), "swaylock".to_owned(), "su".to_owned()],
+            other_user_services: vec!["su".to_owned()],
+            allow_root: true,
             detection_notice: false,
             confirmation: false,
         },
