@@ -1,12 +1,14 @@
 //! Whether face authentication may run for a request, and the one attempt around the decision.
 //!
 //! [`check`] answers before any camera, model or enrolment is touched: disabled in the configuration, a service
-//! missing from `[pam] services`, a remote session (PAM_RHOST, or the logind session this process belongs to), a
-//! closed laptop lid in front of the camera. [`attempt`] then strings together the enrolment check, the per-user
+//! missing from `[pam] services`, a user other than the one asking ([`check_requester`]), a remote session
+//! (PAM_RHOST, or the logind session this process belongs to), a closed laptop lid in front of the camera. [`attempt`] then strings together the enrolment check, the per-user
 //! rate limit ([`crate::ratelimit`]) and the deadline-bounded decision, so that every front end (the PAM module,
 //! the CLI) applies the same rules in the same order.
 //!
-//! This module must never consult environment variables (`SSH_CONNECTION`, `SUDO_USER`, ...): whoever starts the
+//! This module must never let a face authenticate anyone but the user who asks (unless the administrator listed
+//! the service in `[pam] other_user_services`), nor `root` unless `[pam] allow_root`. It must never consult
+//! environment variables (`SSH_CONNECTION`, `SUDO_USER`, ...): whoever starts the
 //! process chooses them, so they can neither turn a check off nor on. It reads PAM items the caller passes in and
 //! kernel / logind state under fixed paths.
 
@@ -21,13 +23,34 @@ use crate::decision::{self, Outcome};
 use crate::engine::EngineCache;
 use crate::ratelimit::{Limited, RateLimitError, RateLimiter, Settlement};
 
-/// What the caller knows about the request, from PAM items (never from the environment).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the caller knows about the request: PAM items and the requesting process's real uid (never the
+/// environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// PAM_SERVICE: the PAM service name (`sudo`, `login`, ...).
     pub service: Option<String>,
     /// PAM_RHOST: the remote host, when the application says there is one.
     pub rhost: Option<String>,
+    /// PAM_RUSER: the user the application says is asking (su and sudo set it to their caller).
+    pub ruser: Option<String>,
+    /// PAM_TTY: the terminal or X display, for the log.
+    pub tty: Option<String>,
+    /// The real uid of the process asking. The PAM module runs inside it: su, sudo and polkit-agent-helper-1 are
+    /// setuid root, so their real uid is still their caller's; login and display managers run as root (0).
+    pub real_uid: u32,
+}
+
+impl Request {
+    /// A request from the process this code runs in (its real uid), with no PAM items yet.
+    pub fn from_this_process() -> Request {
+        Request {
+            service: None,
+            rhost: None,
+            ruser: None,
+            tty: None,
+            real_uid: rustix::process::getuid().as_raw(),
+        }
+    }
 }
 
 /// Where the system state the policy reads lives. [`System::real`] in production; tests point it at a folder.
@@ -76,10 +99,32 @@ pub enum Refusal {
     RemoteSession(String),
     #[error("the lid is closed ({}), so the built-in camera sees nothing", .0.display())]
     LidClosed(PathBuf),
+    #[error("face authentication of root is off; set [pam] allow_root = true to allow it")]
+    Root,
+    #[error(
+        "{asking} asks to authenticate as {user} on service '{service}': a face only vouches for the user who \
+         asks; list the service in [pam] other_user_services to allow it"
+    )]
+    OtherUser {
+        asking: String,
+        user: String,
+        service: String,
+    },
+    #[error(
+        "the requesting process's real uid {uid} has no user name ({reason}), so it cannot be told apart from \
+         another user: add it to the user database"
+    )]
+    UnknownRequester { uid: u32, reason: String },
 }
 
-/// Every reason in order: configuration, service, remote host, remote session, lid.
-pub fn check(config: &Config, request: &Request, system: &System) -> Result<(), Refusal> {
+/// Every reason in order for a request to authenticate `user` (PAM_USER): configuration, service, who asks,
+/// remote host, remote session, lid.
+pub fn check(
+    config: &Config,
+    user: &str,
+    request: &Request,
+    system: &System,
+) -> Result<(), Refusal> {
     if config.general.disabled {
         return Err(Refusal::Disabled);
     }
@@ -87,6 +132,7 @@ pub fn check(config: &Config, request: &Request, system: &System) -> Result<(), 
     if !service_allowed(config, service) {
         return Err(Refusal::ServiceNotAllowed(service.to_owned()));
     }
+    check_requester(config, user, service, request, &user_name)?;
     if let Some(rhost) = request.rhost.as_deref() {
         if !rhost_is_local(rhost) {
             return Err(Refusal::RemoteHost(rhost.to_owned()));
@@ -103,6 +149,55 @@ pub fn check(config: &Config, request: &Request, system: &System) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The face authenticates only the user who asks. `root` is refused unless `[pam] allow_root`. Then, unless
+/// `service` is in `[pam] other_user_services`: a requesting process whose real uid is not 0 must be `user`'s
+/// (`name_of` maps the uid to its name), and PAM_RUSER, when the application sets it, must be `user` too (a
+/// process running as root, such as login or a display manager, says who asks only that way; none set means
+/// the person at the seat is logging in as themselves).
+pub fn check_requester(
+    config: &Config,
+    user: &str,
+    service: &str,
+    request: &Request,
+    name_of: &dyn Fn(u32) -> Result<String, String>,
+) -> Result<(), Refusal> {
+    if user == "root" && !config.pam.allow_root {
+        return Err(Refusal::Root);
+    }
+    if config.pam.other_user_services.iter().any(|s| s == service) {
+        return Ok(());
+    }
+    let other = |asking: &str| Refusal::OtherUser {
+        asking: asking.to_owned(),
+        user: user.to_owned(),
+        service: service.to_owned(),
+    };
+    if request.real_uid != 0 {
+        let asking = name_of(request.real_uid).map_err(|reason| Refusal::UnknownRequester {
+            uid: request.real_uid,
+            reason,
+        })?;
+        if asking != user {
+            return Err(other(&format!("uid {} ({asking})", request.real_uid)));
+        }
+    }
+    match request.ruser.as_deref() {
+        Some(ruser) if !ruser.is_empty() && ruser != user => {
+            Err(other(&format!("PAM_RUSER {ruser}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The user database's name for `uid` (getpwuid_r, so NSS sources count as well as /etc/passwd).
+pub fn user_name(uid: u32) -> Result<String, String> {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => Ok(user.name),
+        Ok(None) => Err("no such user".to_owned()),
+        Err(errno) => Err(errno.desc().to_owned()),
+    }
 }
 
 /// The service is in `[pam] services`; `sshd` never is, whatever the list says.
@@ -264,7 +359,7 @@ pub fn attempt(
     engines: &'static EngineCache,
     on_start: &mut dyn FnMut(),
 ) -> Verdict {
-    if let Err(refusal) = check(config, input.request, input.system) {
+    if let Err(refusal) = check(config, input.user, input.request, input.system) {
         return Verdict::NotApplicable(refusal);
     }
     let decided = |outcome| Verdict::Decided {
@@ -342,10 +437,17 @@ pub fn deadline_after(start: Instant, timeout_secs: f64) -> Instant {
 mod tests {
     use super::*;
 
+    /// The user most tests authenticate.
+    const USER: &str = "alice";
+
+    /// A request as login or a display manager makes it: real uid 0, no PAM_RUSER.
     fn request(service: &str, rhost: Option<&str>) -> Request {
         Request {
             service: Some(service.into()),
             rhost: rhost.map(Into::into),
+            ruser: None,
+            tty: None,
+            real_uid: 0,
         }
     }
 
@@ -365,18 +467,24 @@ mod tests {
     fn default_services_allow_sudo_and_refuse_sshd_and_unknown() {
         let config = Config::default();
         let (_root, system) = empty_system();
-        assert_eq!(check(&config, &request("sudo", None), &system), Ok(()));
         assert_eq!(
-            check(&config, &request("sshd", None), &system),
+            check(&config, USER, &request("sudo", None), &system),
+            Ok(())
+        );
+        assert_eq!(
+            check(&config, USER, &request("sshd", None), &system),
             Err(Refusal::ServiceNotAllowed("sshd".into()))
         );
         assert_eq!(
-            check(&config, &request("vsftpd", None), &system),
+            check(&config, USER, &request("vsftpd", None), &system),
             Err(Refusal::ServiceNotAllowed("vsftpd".into()))
         );
-        let no_service = Request::default();
+        let no_service = Request {
+            service: None,
+            ..request("sudo", None)
+        };
         assert_eq!(
-            check(&config, &no_service, &system),
+            check(&config, USER, &no_service, &system),
             Err(Refusal::NoService)
         );
     }
@@ -394,7 +502,7 @@ mod tests {
         config.general.disabled = true;
         let (_root, system) = empty_system();
         assert_eq!(
-            check(&config, &request("sudo", None), &system),
+            check(&config, USER, &request("sudo", None), &system),
             Err(Refusal::Disabled)
         );
     }
@@ -427,6 +535,7 @@ mod tests {
         assert_eq!(
             check(
                 &Config::default(),
+                USER,
                 &request("sudo", Some("192.0.2.7")),
                 &system
             ),
@@ -446,7 +555,7 @@ mod tests {
             "UID=1000\nUSER=alice\nREMOTE=1\nSERVICE=sshd\n",
         );
         assert_eq!(
-            check(&Config::default(), &request("sudo", None), &system),
+            check(&Config::default(), USER, &request("sudo", None), &system),
             Err(Refusal::RemoteSession("7".into()))
         );
     }
@@ -492,17 +601,23 @@ mod tests {
         );
         let mut config = Config::default();
         assert!(matches!(
-            check(&config, &request("sudo", None), &system),
+            check(&config, USER, &request("sudo", None), &system),
             Err(Refusal::LidClosed(_))
         ));
         config.camera.source = "file:/x.jpg".into();
-        assert_eq!(check(&config, &request("sudo", None), &system), Ok(()));
+        assert_eq!(
+            check(&config, USER, &request("sudo", None), &system),
+            Ok(())
+        );
         write(
             &root.path().join("proc/acpi/button/lid/LID0/state"),
             "state:      open\n",
         );
         config.camera.source = "v4l2:/dev/video0".into();
-        assert_eq!(check(&config, &request("sudo", None), &system), Ok(()));
+        assert_eq!(
+            check(&config, USER, &request("sudo", None), &system),
+            Ok(())
+        );
     }
 
     #[test]
@@ -535,5 +650,153 @@ mod tests {
             stats: Stats::default(),
         };
         assert_eq!(settlement(&matched, true, true), Settlement::Success);
+    }
+
+    /// uid 1000 is alice, 1001 bob; any other uid has no name.
+    fn names(uid: u32) -> Result<String, String> {
+        match uid {
+            1000 => Ok("alice".into()),
+            1001 => Ok("bob".into()),
+            _ => Err("no such user".into()),
+        }
+    }
+
+    fn asked_by(service: &str, real_uid: u32, ruser: Option<&str>) -> Request {
+        Request {
+            real_uid,
+            ruser: ruser.map(Into::into),
+            ..request(service, None)
+        }
+    }
+
+    fn requester(config: &Config, user: &str, request: &Request) -> Result<(), Refusal> {
+        let service = request.service.as_deref().unwrap_or("");
+        check_requester(config, user, service, request, &names)
+    }
+
+    #[test]
+    fn a_user_may_authenticate_only_themselves() {
+        let config = Config::default();
+        // alice's own sudo, su, polkit prompt or lock screen: real uid alice's.
+        for ruser in [None, Some("alice"), Some("")] {
+            assert_eq!(
+                requester(&config, "alice", &asked_by("sudo", 1000, ruser)),
+                Ok(())
+            );
+        }
+        // bob runs `su alice` while alice sits at the camera.
+        let refused = requester(&config, "alice", &asked_by("su", 1001, Some("bob")));
+        assert_eq!(
+            refused,
+            Err(Refusal::OtherUser {
+                asking: "uid 1001 (bob)".into(),
+                user: "alice".into(),
+                service: "su".into(),
+            })
+        );
+        let message = refused.unwrap_err().to_string();
+        assert!(
+            message.contains("bob")
+                && message.contains("alice")
+                && message.contains("other_user_services"),
+            "{message}"
+        );
+        // The real uid decides even when PAM_RUSER claims otherwise.
+        assert!(requester(&config, "alice", &asked_by("su", 1001, Some("alice"))).is_err());
+        // And PAM_RUSER narrows: alice's process naming bob as the asker is refused too.
+        assert!(requester(&config, "alice", &asked_by("sudo", 1000, Some("bob"))).is_err());
+    }
+
+    #[test]
+    fn a_root_process_is_trusted_to_name_the_asker_in_pam_ruser() {
+        let config = Config::default();
+        // login and display managers: real uid 0, no PAM_RUSER.
+        assert_eq!(
+            requester(&config, "alice", &asked_by("login", 0, None)),
+            Ok(())
+        );
+        assert_eq!(
+            requester(
+                &config,
+                "alice",
+                &asked_by("gdm-password", 0, Some("alice"))
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            requester(&config, "alice", &asked_by("su", 0, Some("bob"))),
+            Err(Refusal::OtherUser {
+                asking: "PAM_RUSER bob".into(),
+                user: "alice".into(),
+                service: "su".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_service_in_other_user_services_may_authenticate_another_user() {
+        let mut config = Config::default();
+        config.pam.other_user_services = vec!["su".into()];
+        assert_eq!(
+            requester(&config, "alice", &asked_by("su", 1001, Some("bob"))),
+            Ok(())
+        );
+        assert_eq!(
+            requester(&config, "alice", &asked_by("su", 0, Some("bob"))),
+            Ok(())
+        );
+        // Other services keep the rule.
+        assert!(requester(&config, "alice", &asked_by("su-l", 1001, Some("bob"))).is_err());
+    }
+
+    #[test]
+    fn root_is_refused_unless_allowed() {
+        let mut config = Config::default();
+        config.pam.other_user_services = vec!["su".into()];
+        assert_eq!(
+            requester(&config, "root", &asked_by("login", 0, None)),
+            Err(Refusal::Root)
+        );
+        assert_eq!(
+            requester(&config, "root", &asked_by("su", 1000, None)),
+            Err(Refusal::Root)
+        );
+        config.pam.allow_root = true;
+        assert_eq!(
+            requester(&config, "root", &asked_by("login", 0, None)),
+            Ok(())
+        );
+        // Still only the user who asks, unless the service is listed.
+        assert!(requester(&config, "root", &asked_by("sudo", 1000, None)).is_err());
+        assert_eq!(
+            requester(&config, "root", &asked_by("su", 1000, None)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_real_uid_without_a_name_is_refused() {
+        let refused = requester(&Config::default(), "alice", &asked_by("sudo", 4242, None));
+        assert_eq!(
+            refused,
+            Err(Refusal::UnknownRequester {
+                uid: 4242,
+                reason: "no such user".into()
+            })
+        );
+    }
+
+    #[test]
+    fn check_looks_the_real_uid_up_in_the_user_database() {
+        assert_eq!(user_name(0), Ok("root".to_owned()));
+        let (_root, system) = empty_system();
+        let config = Config::default();
+        // Debian's base-passwd gives uid 65534 to nobody.
+        let nobody = asked_by("sudo", 65534, None);
+        assert_eq!(check(&config, "nobody", &nobody, &system), Ok(()));
+        assert!(matches!(
+            check(&config, "alice", &nobody, &system),
+            Err(Refusal::OtherUser { asking, .. }) if asking == "uid 65534 (nobody)"
+        ));
     }
 }

@@ -66,9 +66,10 @@ impl PamHooks for FaceKey {
         let answer = catching_panics(|| authenticate(pamh, &args, flags, started, &mut report));
         let code = pam_code(&answer);
         let line = format!(
-            "user={} service={}: {code:?}: {answer} ({} ms in the module)",
+            "user={} service={}{}: {code:?}: {answer} ({} ms in the module)",
             report.user.as_deref().map_or("?", |u| u),
             report.service.as_deref().map_or("?", |s| s),
+            report.asking,
             started.elapsed().as_millis()
         );
         ffi::syslog(pamh, priority(&answer), &line);
@@ -173,6 +174,8 @@ impl fmt::Display for Answer {
 struct Report {
     user: Option<String>,
     service: Option<String>,
+    /// Who asks: ` ruid=... ruser=... tty=...` (empty before the request is known).
+    asking: String,
 }
 
 fn authenticate(
@@ -226,11 +229,21 @@ fn authenticate(
         Err(code) => return Answer::NoUser(code),
     };
     report.user = Some(user.clone());
+    // Who asks comes from this process's real uid and the application's PAM items, never the environment.
     let request = Request {
         service: item_text(pamh.get_item::<Service>().ok().flatten().map(|s| s.0)),
         rhost: item_text(pamh.get_item::<RHost>().ok().flatten().map(|h| h.0)),
+        ruser: item_text(pamh.get_item::<RUser>().ok().flatten().map(|u| u.0)),
+        tty: item_text(pamh.get_item::<Tty>().ok().flatten().map(|t| t.0)),
+        ..Request::from_this_process()
     };
     report.service = request.service.clone();
+    report.asking = format!(
+        " ruid={} ruser={} tty={}",
+        request.real_uid,
+        request.ruser.as_deref().unwrap_or("-"),
+        request.tty.as_deref().unwrap_or("-")
+    );
     let silent = flags & PAM_SILENT != 0;
     let input = AttemptInput {
         user: &user,
