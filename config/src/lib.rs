@@ -32,7 +32,7 @@ pub const DEFAULT_THRESHOLD: f32 = 0.5;
 
 /// PAM services facekey answers for by default: the password services that Debian's packages of login, sudo,
 /// su (util-linux), polkit and the display managers and lock screens install under /etc/pam.d or
-/// /usr/lib/pam.d (tests/data/pam.d holds those files, and a test checks this list against them). Never `sshd`:
+/// /usr/lib/pam.d (tests/data/pam.d holds those files; config/tests/pam_services.rs checks this list against them). Never `sshd`:
 /// a face in front of the server's camera says nothing about who is typing on the remote end.
 const DEFAULT_PAM_SERVICES: &[&str] = &[
     "login",
@@ -54,11 +54,6 @@ const DEFAULT_PAM_SERVICES: &[&str] = &[
     "xfce4-screensaver",
     "hyprlock",
 ];
-
-/// The default `[pam] services`, for tests and tools that compare against it.
-pub fn default_pam_services() -> &'static [&'static str] {
-    DEFAULT_PAM_SERVICES
-}
 
 /// The whole configuration. Every section and key is optional in the file; missing ones take
 /// the defaults below.
