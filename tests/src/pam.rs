@@ -15,6 +15,7 @@ pub const PAM_AUTHINFO_UNAVAIL: c_int = 9;
 pub const PAM_CONV_ERR: c_int = 19;
 pub const PAM_IGNORE: c_int = 25;
 pub const PAM_RHOST: c_int = 4;
+pub const PAM_RUSER: c_int = 8;
 pub const PAM_TEXT_INFO: c_int = 4;
 pub const PAM_ERROR_MSG: c_int = 3;
 
@@ -132,10 +133,20 @@ impl Transaction {
 
     /// Set PAM_RHOST, as sshd or a remote login would.
     pub fn set_rhost(&mut self, host: &str) {
-        let host = CString::new(host).expect("host without NUL");
-        // SAFETY: the handle is live (pam_end only runs on drop); libpam copies the string item.
-        let rc = unsafe { pam_set_item(self.handle, PAM_RHOST, host.as_ptr().cast()) };
-        assert_eq!(rc, PAM_SUCCESS, "pam_set_item(PAM_RHOST)");
+        self.set_text_item(PAM_RHOST, "PAM_RHOST", host);
+    }
+
+    /// Set PAM_RUSER, the user asking, as su and sudo do (to their caller's name).
+    pub fn set_ruser(&mut self, user: &str) {
+        self.set_text_item(PAM_RUSER, "PAM_RUSER", user);
+    }
+
+    fn set_text_item(&mut self, item: c_int, name: &str, value: &str) {
+        let value = CString::new(value).expect("item without NUL");
+        // SAFETY: the handle is live (pam_end only runs on drop); `value` is NUL-terminated and libpam copies
+        // string items.
+        let rc = unsafe { pam_set_item(self.handle, item, value.as_ptr().cast()) };
+        assert_eq!(rc, PAM_SUCCESS, "pam_set_item({name})");
     }
 
     /// `pam_authenticate(flags)`, timed.

@@ -1,16 +1,23 @@
 //! The built `pam_facekey.so` through real libpam (`pam_start_confdir` and a temporary service folder), driven
-//! with real face images: every return code of the table, replay frames refused by the trust rules, the
-//! rate limit, and two threads at once.
+//! with real face images: every return code, replay frames refused by the trust rules, the deadline with a
+//! source that hangs or a rate-limit lock held by another process, the rate limit and which attempts it counts,
+//! who may be authenticated (PAM_RUSER, root), and two threads at once.
 //!
 //! When these tests run inside a remote logind session (over ssh), the module rightly refuses every face
 //! decision with PAM_AUTHINFO_UNAVAIL; [`face_decision`] expects that instead, so the tests check the right
 //! thing on a developer's remote machine as well as on CI.
 
 use std::ffi::c_int;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
+use facekey_config::RateLimit;
 use facekey_core::policy::{self, System};
+use facekey_core::ratelimit::RateLimiter;
+use facekey_core::store::UserName;
 use facekey_e2e::pam::{code_name, Transaction, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_SUCCESS};
 use facekey_e2e::world::{face, hanging_fifo, set_mode, World, ENROLLED, OTHER, PROBE_IMAGE, USER};
 
@@ -421,4 +428,222 @@ fn two_threads_authenticating_at_once_each_get_their_own_answer() {
         "thread with the enrolled face",
     );
     assert_code(b, face_decision(PAM_AUTH_ERR), "thread with another face");
+}
+
+/// Failures the rate limit counts for `user` in `world` now.
+fn counted(world: &World, user: &str) -> u32 {
+    let limiter = RateLimiter::open(&RateLimit {
+        state_dir: world.state_dir(),
+        ..RateLimit::default()
+    })
+    .expect("open the rate-limit state");
+    let user = UserName::new(user).expect("valid user name");
+    limiter
+        .failures(
+            &user,
+            SystemTime::now(),
+            Instant::now() + Duration::from_secs(1),
+        )
+        .expect("read the rate-limit state")
+}
+
+/// Another process holding an exclusive `flock` on `path`: a shell opens the file, takes the lock on that open
+/// file description with util-linux's `flock`, and becomes `sleep` (same process, same descriptor). Killed and
+/// reaped on drop, which releases the lock.
+struct LockHolder(Child);
+
+impl LockHolder {
+    /// Returns once the child holds the lock: it prints a line only after `flock` has taken it.
+    fn hold(path: &Path) -> LockHolder {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("exec 9<>\"$1\" && flock --exclusive 9 && echo locked && exec sleep 600")
+            .arg("lock-holder")
+            .arg(path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run sh");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("the child's stdout"))
+            .read_line(&mut line)
+            .expect("read from the child");
+        assert_eq!(line.trim(), "locked", "the child did not take the lock");
+        LockHolder(child)
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn rate_limit_lock_held_by_another_process_is_authinfo_unavail_within_the_deadline() {
+    if policy::remote_session(&System::real()).is_some() {
+        eprintln!("remote session: every attempt is refused before the rate limit is read");
+        return;
+    }
+    // `login`: the configuration's 3 s; `sudo`: timeout=1, the deadline the held lock meets.
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "timeout=1");
+    world.write_module_service("login", &world.config_path("main"), "");
+    // One attempt creates the state folder and the user's file, as the module makes them.
+    assert_code(
+        authenticate(&world, "login", USER).0,
+        PAM_SUCCESS,
+        "lock free",
+    );
+    let holder = LockHolder::hold(&world.state_dir().join(USER));
+    let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
+    let result = pam.authenticate(0);
+    assert_code(
+        result.code,
+        PAM_AUTHINFO_UNAVAIL,
+        "rate-limit lock held elsewhere",
+    );
+    assert!(
+        result.elapsed <= Duration::from_millis(1000 + 250),
+        "pam_authenticate took {:?} with the rate-limit lock held, more than the timeout + 250 ms",
+        result.elapsed
+    );
+    assert!(
+        result.elapsed >= Duration::from_millis(900),
+        "gave up after {:?}, before the deadline",
+        result.elapsed
+    );
+    assert!(
+        pam.infos().is_empty(),
+        "the camera is not announced: {:?}",
+        pam.infos()
+    );
+    drop(pam);
+    drop(holder);
+    assert_code(
+        authenticate(&world, "login", USER).0,
+        PAM_SUCCESS,
+        "lock released",
+    );
+}
+
+#[test]
+fn su_for_another_user_is_not_authenticated_by_face() {
+    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let config = world.config_path("main");
+    world.write_module_service("su", &config, "");
+    // The tests run as root, so the real uid does not name the asker: PAM_RUSER does, as su sets it.
+    let mut pam = Transaction::start(&world.pam_dir(), "su", USER).expect("pam_start_confdir");
+    pam.set_ruser("someone-else");
+    assert_code(
+        pam.authenticate(0).code,
+        PAM_AUTHINFO_UNAVAIL,
+        "su to USER asked by someone-else",
+    );
+    assert!(
+        pam.infos().is_empty(),
+        "the camera is not announced: {:?}",
+        pam.infos()
+    );
+    drop(pam);
+    // The user's own su or sudo: PAM_RUSER is the user, or unset.
+    for service in ["su", "sudo"] {
+        let mut pam =
+            Transaction::start(&world.pam_dir(), service, USER).expect("pam_start_confdir");
+        pam.set_ruser(USER);
+        assert_code(
+            pam.authenticate(0).code,
+            face_decision(PAM_SUCCESS),
+            &format!("{service} asked by the user"),
+        );
+        drop(pam);
+        assert_code(
+            authenticate(&world, service, USER).0,
+            face_decision(PAM_SUCCESS),
+            &format!("{service} without PAM_RUSER"),
+        );
+    }
+}
+
+#[test]
+fn a_service_in_other_user_services_authenticates_another_user() {
+    let world = enrolled_world(
+        &[face(ENROLLED, PROBE_IMAGE)],
+        "[pam]\nother_user_services = [\"su\"]\n",
+        "",
+    );
+    let config = world.config_path("main");
+    world.write_module_service("su", &config, "");
+    for (service, expected) in [
+        ("su", face_decision(PAM_SUCCESS)),
+        ("sudo", PAM_AUTHINFO_UNAVAIL),
+    ] {
+        let mut pam =
+            Transaction::start(&world.pam_dir(), service, USER).expect("pam_start_confdir");
+        pam.set_ruser("someone-else");
+        assert_code(
+            pam.authenticate(0).code,
+            expected,
+            &format!("{service} asked by someone-else"),
+        );
+    }
+}
+
+#[test]
+fn root_is_refused_unless_allow_root() {
+    let world = World::new();
+    world.enrol_default("root");
+    let source = World::source(&[face(ENROLLED, PROBE_IMAGE)]);
+    let refused = world.write_config("refused", &source, "");
+    let allowed = world.write_config("allowed", &source, "[pam]\nallow_root = true\n");
+    world.write_module_service("login", &refused, "");
+    world.write_module_service("sudo", &allowed, "");
+    let (code, infos) = authenticate(&world, "login", "root");
+    assert_code(code, PAM_AUTHINFO_UNAVAIL, "root, allow_root = false");
+    assert!(infos.is_empty(), "the camera is not announced: {infos:?}");
+    assert_code(
+        authenticate(&world, "sudo", "root").0,
+        face_decision(PAM_SUCCESS),
+        "root, allow_root = true",
+    );
+}
+
+#[test]
+fn an_attempt_that_times_out_stays_counted_and_one_that_never_started_is_refunded() {
+    if policy::remote_session(&System::real()).is_some() {
+        eprintln!(
+            "remote session: every attempt is refused before the rate limit; nothing to count"
+        );
+        return;
+    }
+    let world = World::new();
+    world.enrol_default(USER);
+    // No enrolment: nothing is charged.
+    let replay = World::source(&[face(ENROLLED, PROBE_IMAGE)]);
+    let config = world.write_config("main", &replay, "");
+    world.write_module_service("sudo", &config, "timeout=1");
+    assert_code(
+        authenticate(&world, "sudo", "not-enrolled").0,
+        PAM_AUTHINFO_UNAVAIL,
+        "no enrolment",
+    );
+    assert_eq!(counted(&world, "not-enrolled"), 0, "no enrolment: refunded");
+    // A source that fails before its first frame: charged, then refunded.
+    let missing = world.path().join("no-such-image.jpg");
+    world.write_config("main", &World::source(&[missing]), "");
+    assert_code(
+        authenticate(&world, "sudo", USER).0,
+        PAM_AUTHINFO_UNAVAIL,
+        "source cannot be read",
+    );
+    assert_eq!(
+        counted(&world, USER),
+        0,
+        "source failed before a frame: refunded"
+    );
+    // A source that hangs until the deadline: stays counted, like a failure.
+    let fifo = hanging_fifo(world.path());
+    world.write_config("main", &World::source(&[fifo]), "");
+    let (code, _) = authenticate(&world, "sudo", USER);
+    assert_code(code, PAM_AUTHINFO_UNAVAIL, "hanging source");
+    assert_eq!(counted(&world, USER), 1, "timed out: stays counted");
 }
