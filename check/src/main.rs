@@ -135,9 +135,14 @@ fn attempt(request: &CheckRequest, started: Instant) -> VerdictSummary {
     // The request can shorten the attempt, never lengthen it past the configuration's timeout.
     let requested = Duration::from_millis(request.timeout_ms).as_secs_f64();
     let deadline = policy::deadline_after(started, config.auth.timeout.min(requested));
+    // The real uid is this process's own (the caller's: setuid keeps it); PAM_RUSER from the request can only
+    // narrow who may be authenticated.
     let policy_request = Request {
         service: request.service.clone(),
         rhost: request.rhost.clone(),
+        ruser: request.ruser.clone(),
+        tty: request.tty.clone(),
+        ..Request::from_this_process()
     };
     let input = AttemptInput {
         user: &request.user,

@@ -512,6 +512,7 @@ fn a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread() {
         }),
         started + timeout,
         DEADLINE_GRACE,
+        Box::new(|_| {}),
     );
     let answered = started.elapsed();
     assert!(
@@ -538,6 +539,7 @@ fn a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread() {
         }),
         deadline,
         DEADLINE_GRACE,
+        Box::new(|_| {}),
     );
     assert!(second.is_match(), "{second}");
     assert!(Instant::now() < deadline, "answered after its deadline");
