@@ -21,6 +21,7 @@ use facekey_config::Config;
 
 use crate::decision::{self, Outcome};
 use crate::engine::EngineCache;
+use crate::frame::{FrameSource, SourceError};
 use crate::ratelimit::{Limited, RateLimitError, RateLimiter, Settlement};
 
 /// What the caller knows about the request: PAM items and the requesting process's real uid (never the
@@ -359,6 +360,24 @@ pub fn attempt(
     engines: &'static EngineCache,
     on_start: &mut dyn FnMut(),
 ) -> Verdict {
+    let camera = config.clone();
+    attempt_with_source(
+        config,
+        input,
+        engines,
+        on_start,
+        Box::new(move || decision::open_configured_source(&camera)),
+    )
+}
+
+/// [`attempt`] with the frame source `open_source` opens instead of the configured one (tests).
+fn attempt_with_source(
+    config: &Config,
+    input: &AttemptInput<'_>,
+    engines: &'static EngineCache,
+    on_start: &mut dyn FnMut(),
+    open_source: Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>,
+) -> Verdict {
     if let Err(refusal) = check(config, input.user, input.request, input.system) {
         return Verdict::NotApplicable(refusal);
     }
@@ -382,14 +401,13 @@ pub fn attempt(
         Err(e) => return Verdict::RateLimitBroken(e),
     };
     on_start();
-    let camera = config.clone();
     let analysed = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&analysed);
     let outcome = decision::authenticate_enrolled_before(
         enrolled,
         config,
         engines,
-        Box::new(move || decision::open_configured_source(&camera)),
+        open_source,
         input.deadline,
         decision::DEADLINE_GRACE,
         Box::new(move |_| seen.store(true, Ordering::Relaxed)),
@@ -798,5 +816,113 @@ mod tests {
             check(&config, "alice", &nobody, &system),
             Err(Refusal::OtherUser { asking, .. }) if asking == "uid 65534 (nobody)"
         ));
+    }
+
+    /// A configuration whose enrolment store holds an enrolment for `alice` and whose rate-limit state is under
+    /// `dir`; the models are never reached by these tests.
+    fn enrolled_config(dir: &Path) -> Config {
+        use crate::store::{EmbedderId, Enrolment, Store, UserName};
+        let mut config = Config::default();
+        config.storage.faces_dir = dir.join("faces");
+        config.rate_limit.state_dir = dir.join("state");
+        std::fs::create_dir(&config.storage.faces_dir).unwrap();
+        let user = UserName::new(USER).unwrap();
+        let mut enrolment = Enrolment::new(
+            &user,
+            EmbedderId {
+                sha256: "0".repeat(64),
+                dimension: 4,
+            },
+        );
+        enrolment.add_sample("alice", vec![0.5; 4]);
+        Store::new(&config.storage.faces_dir)
+            .save(&enrolment)
+            .unwrap();
+        config
+    }
+
+    fn counted(config: &Config) -> u32 {
+        let user = crate::store::UserName::new(USER).unwrap();
+        RateLimiter::open(&config.rate_limit)
+            .unwrap()
+            .failures(
+                &user,
+                SystemTime::now(),
+                Instant::now() + Duration::from_secs(1),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_source_that_stalls_past_the_deadline_stays_counted_and_one_that_fails_at_open_is_refunded()
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = enrolled_config(tmp.path());
+        let (_root, system) = empty_system();
+        let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
+        let request = request("sudo", None);
+        let input = |deadline| AttemptInput {
+            user: USER,
+            request: &request,
+            system: &system,
+            deadline,
+            now: SystemTime::now(),
+        };
+
+        // Fails when opened, before any frame: refunded.
+        let verdict = attempt_with_source(
+            &config,
+            &input(Instant::now() + Duration::from_secs(10)),
+            engines,
+            &mut || {},
+            Box::new(|| Err(SourceError::Unsupported("camera busy".into()))),
+        );
+        assert!(
+            matches!(
+                &verdict,
+                Verdict::Decided {
+                    outcome: Outcome::Unavailable(_),
+                    bookkeeping: None
+                }
+            ),
+            "{verdict:?}"
+        );
+        assert_eq!(counted(&config), 0);
+
+        // Blocks in open until the test releases it, long after the deadline: counted.
+        let (release, stalled) = std::sync::mpsc::channel::<()>();
+        let stalled = std::sync::Mutex::new(stalled);
+        let started = Instant::now();
+        let verdict = attempt_with_source(
+            &config,
+            &input(started + Duration::from_millis(300)),
+            engines,
+            &mut || {},
+            Box::new(move || {
+                let _ = stalled.lock().map(|rx| rx.recv());
+                Err(SourceError::Unsupported("released by the test".into()))
+            }),
+        );
+        let answered = started.elapsed();
+        release.send(()).unwrap();
+        assert!(
+            matches!(
+                &verdict,
+                Verdict::Decided {
+                    outcome: Outcome::Unavailable(_),
+                    bookkeeping: None
+                }
+            ),
+            "{verdict:?}"
+        );
+        assert!(
+            answered
+                < Duration::from_millis(300)
+                    + decision::DEADLINE_GRACE
+                    + SETTLE_GRACE
+                    + Duration::from_millis(100),
+            "answered after {answered:?}"
+        );
+        assert_eq!(counted(&config), 1);
     }
 }

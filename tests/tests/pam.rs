@@ -497,6 +497,10 @@ fn rate_limit_lock_held_by_another_process_is_authinfo_unavail_within_the_deadli
     let holder = LockHolder::hold(&world.state_dir().join(USER));
     let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
     let result = pam.authenticate(0);
+    eprintln!(
+        "rate-limit lock held elsewhere: answered in {:?}",
+        result.elapsed
+    );
     assert_code(
         result.code,
         PAM_AUTHINFO_UNAVAIL,
@@ -607,8 +611,10 @@ fn root_is_refused_unless_allow_root() {
     );
 }
 
+/// An attempt that stalls past its deadline stays counted: see `policy::tests` (replay sources can no longer
+/// be made to hang, so that one is tested in core with a source that blocks).
 #[test]
-fn an_attempt_that_times_out_stays_counted_and_one_that_never_started_is_refunded() {
+fn attempts_that_never_reached_a_frame_are_refunded() {
     if policy::remote_session(&System::real()).is_some() {
         eprintln!(
             "remote session: every attempt is refused before the rate limit; nothing to count"
@@ -626,24 +632,25 @@ fn an_attempt_that_times_out_stays_counted_and_one_that_never_started_is_refunde
         PAM_AUTHINFO_UNAVAIL,
         "no enrolment",
     );
-    assert_eq!(counted(&world, "not-enrolled"), 0, "no enrolment: refunded");
-    // A source that fails before its first frame: charged, then refunded.
+    assert_eq!(counted(&world, "not-enrolled"), 0, "no enrolment");
+    // Sources that fail before their first frame: charged, then refunded.
     let missing = world.path().join("no-such-image.jpg");
-    world.write_config("main", &World::source(&[missing]), "");
+    let fifo = hanging_fifo(world.path());
+    for (source, what) in [(missing, "missing image"), (fifo, "FIFO as the image")] {
+        world.write_config("main", &World::source(&[source]), "");
+        assert_code(
+            authenticate(&world, "sudo", USER).0,
+            PAM_AUTHINFO_UNAVAIL,
+            what,
+        );
+        assert_eq!(counted(&world, USER), 0, "{what}: refunded");
+    }
+    // A face that does not match stays counted.
+    world.write_config("main", &World::source(&[face(OTHER, 0)]), "");
     assert_code(
         authenticate(&world, "sudo", USER).0,
-        PAM_AUTHINFO_UNAVAIL,
-        "source cannot be read",
+        face_decision(PAM_AUTH_ERR),
+        "another face",
     );
-    assert_eq!(
-        counted(&world, USER),
-        0,
-        "source failed before a frame: refunded"
-    );
-    // A source that hangs until the deadline: stays counted, like a failure.
-    let fifo = hanging_fifo(world.path());
-    world.write_config("main", &World::source(&[fifo]), "");
-    let (code, _) = authenticate(&world, "sudo", USER);
-    assert_code(code, PAM_AUTHINFO_UNAVAIL, "hanging source");
-    assert_eq!(counted(&world, USER), 1, "timed out: stays counted");
+    assert_eq!(counted(&world, USER), 1, "a failure stays counted");
 }
