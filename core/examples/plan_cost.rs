@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use facekey_config::Config;
 use facekey_core::detect::Detector;
-use facekey_core::source::read_image;
 use facekey_core::models::{self, Plan, EMBEDDER_INT8};
+use facekey_core::source::read_image;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use facekey_config::{Config, EmbedderKind};
 use facekey_core::embed::Embedder;
 use facekey_core::engine::Engine;
-use facekey_core::source::read_image;
 use facekey_core::models::{self, ModelError, DETECTOR, EMBEDDER_FP32, EMBEDDER_INT8};
+use facekey_core::source::read_image;
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")

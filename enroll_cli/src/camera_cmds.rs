@@ -20,8 +20,8 @@ use facekey_core::decision::{
 };
 use facekey_core::engine::AnalysedFace;
 use facekey_core::frame::{self, FrameSource, SourceError};
-use facekey_core::source;
 use facekey_core::liveness::{self, Motion};
+use facekey_core::source;
 use facekey_core::store::{Enrolment, Store};
 use facekey_core::{EngineCache, Outcome};
 use image::{ImageEncoder, Rgb, RgbImage};

@@ -19,8 +19,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::engine::Engine;
 use facekey_core::frame::FrameSource;
-use facekey_core::source;
 use facekey_core::settings::{self, IfMissing};
+use facekey_core::source;
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{decision, EngineCache, Outcome};
 
