@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::decision::Outcome;
-use facekey_core::policy::{self, AttemptInput, Request, System, Verdict};
+use facekey_core::policy::{self, AttemptInput, Isolation, Request, System, Verdict};
 use facekey_core::protocol::{
     self, Body, CheckRequest, HelperMessage, LineBuffer, VerdictKind, VerdictSummary,
     PROTOCOL_VERSION,
@@ -150,6 +150,7 @@ fn attempt(request: &CheckRequest, started: Instant) -> VerdictSummary {
         system: &System::real(),
         deadline,
         now: SystemTime::now(),
+        isolation: Isolation::Confined,
     };
     let verdict = policy::attempt(&config, &input, &ENGINES, &mut || {
         if config.pam.detection_notice {

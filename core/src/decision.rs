@@ -35,6 +35,9 @@ pub struct Stats {
     pub first_frame: Option<Duration>,
     /// Time from the start of the decision to the outcome.
     pub elapsed: Duration,
+    /// How the process that decided was confined, when the decision ran in a confined child
+    /// ([`crate::isolated`]).
+    pub confined: Option<String>,
 }
 
 /// One frame as the decision saw it (for `facekey test`).
@@ -115,6 +118,15 @@ impl Outcome {
         matches!(self, Outcome::Matched { .. })
     }
 
+    pub fn stats_mut(&mut self) -> Option<&mut Stats> {
+        match self {
+            Outcome::Matched { stats, .. }
+            | Outcome::NoMatch { stats, .. }
+            | Outcome::NoFace { stats } => Some(stats),
+            Outcome::Unavailable(_) => None,
+        }
+    }
+
     pub fn stats(&self) -> Option<&Stats> {
         match self {
             Outcome::Matched { stats, .. }
@@ -130,9 +142,10 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Matched { label, sample_id, distance, stats } => write!(
                 f,
-                "matched '{label}' (sample {sample_id}), distance {distance:.3}, after {} frame(s) in {} ms",
+                "matched '{label}' (sample {sample_id}), distance {distance:.3}, after {} frame(s) in {} ms{}",
                 stats.frames,
-                stats.elapsed.as_millis()
+                stats.elapsed.as_millis(),
+                skipped(stats)
             ),
             Outcome::NoMatch { best_distance, stats } => write!(
                 f,
@@ -154,7 +167,8 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Frames the frame checks set aside, for the end of an outcome's line ("" when none).
+/// Frames the frame checks set aside and how the decision was confined, for the end of an outcome's line (""
+/// when neither).
 fn skipped(stats: &Stats) -> String {
     let mut parts = Vec::new();
     if stats.dark_frames > 0 {
@@ -165,6 +179,9 @@ fn skipped(stats: &Stats) -> String {
             "{} matching face(s) refused as unchanged (a frozen or injected picture?)",
             stats.still_frames
         ));
+    }
+    if let Some(confined) = &stats.confined {
+        parts.push(format!("decided confined: {confined}"));
     }
     parts.iter().map(|p| format!("; {p}")).collect()
 }

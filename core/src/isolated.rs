@@ -94,13 +94,15 @@ impl From<Decided> for Outcome {
 }
 
 /// The decision for an enrolment already read, in a confined child; the process must have one thread (the
-/// caller has started none: facekey-check's main, the CLI before it loads anything).
+/// caller has started none: facekey-check's main, the CLI before it loads anything). With the outcome, whether
+/// a frame reached the decision (for the rate limit's refunds); a child that did not answer counts as having
+/// analysed frames, since no one can say it did not.
 pub fn authenticate_enrolled(
     enrolled: Enrolled,
     config: &Config,
     started: Instant,
     deadline: Instant,
-) -> Outcome {
+) -> (Outcome, bool) {
     let Enrolled {
         path, enrolment, ..
     } = enrolled;
@@ -115,25 +117,36 @@ pub fn authenticate_enrolled(
             )
         },
         // Confined: only bytes already read and descriptors already open from here on.
-        move |(files, source)| -> Decided {
+        move |(files, source)| -> (Decided, bool) {
             let hint = source.as_ref().ok().and_then(|s| s.frame_size_hint());
             let engine = files
                 .and_then(|files| Engine::start_from(files, config, move || hint))
                 .map(Arc::new);
-            decision::decide_opened(
+            let mut analysed = false;
+            let outcome = decision::decide_opened(
                 engine,
                 source,
                 (path, enrolment),
                 config,
                 started,
                 deadline,
-                &mut |_| {},
-            )
-            .into()
+                &mut |_| analysed = true,
+            );
+            (outcome.into(), analysed)
         },
     );
     match ran {
-        Ok(ran) => ran.value.into(),
-        Err(e) => Outcome::Unavailable(Unavailable::Confined(e.to_string())),
+        Ok(ran) => {
+            let (decided, analysed) = ran.value;
+            let mut outcome: Outcome = decided.into();
+            if let Some(stats) = outcome.stats_mut() {
+                stats.confined = Some(ran.confined.to_string());
+            }
+            (outcome, analysed)
+        }
+        Err(e) => (
+            Outcome::Unavailable(Unavailable::Confined(e.to_string())),
+            true,
+        ),
     }
 }

@@ -22,6 +22,7 @@ use facekey_config::Config;
 use crate::decision::{self, Outcome};
 use crate::engine::EngineCache;
 use crate::frame::{FrameSource, SourceError};
+use crate::isolated;
 use crate::ratelimit::{Limited, RateLimitError, RateLimiter, Settlement};
 
 /// What the caller knows about the request: PAM items and the requesting process's real uid (never the
@@ -340,6 +341,26 @@ pub struct AttemptInput<'a> {
     pub deadline: Instant,
     /// Wall-clock time, for the rate limit.
     pub now: SystemTime,
+    /// Where the decision runs.
+    pub isolation: Isolation,
+}
+
+/// Where the decision (the models, the frames) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// On a worker thread of this process (the PAM module inside sudo, login, a display manager).
+    InProcess,
+    /// In a confined child process ([`crate::isolated`]); this process must have one thread.
+    /// facekey-check, and the module with `use_helper`.
+    Confined,
+}
+
+/// How [`attempt_with`] runs the decision.
+enum Decide {
+    /// In this process, on the source the function opens.
+    InProcess(Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>),
+    /// In a confined child, on the configured source.
+    Confined,
 }
 
 /// How long settling the rate limit may wait for another process's lock once the decision is over: the decision
@@ -360,23 +381,23 @@ pub fn attempt(
     engines: &'static EngineCache,
     on_start: &mut dyn FnMut(),
 ) -> Verdict {
-    let camera = config.clone();
-    attempt_with_source(
-        config,
-        input,
-        engines,
-        on_start,
-        Box::new(move || decision::open_configured_source(&camera)),
-    )
+    let decide = match input.isolation {
+        Isolation::InProcess => {
+            let camera = config.clone();
+            Decide::InProcess(Box::new(move || decision::open_configured_source(&camera)))
+        }
+        Isolation::Confined => Decide::Confined,
+    };
+    attempt_with(config, input, engines, on_start, decide)
 }
 
-/// [`attempt`] with the frame source `open_source` opens instead of the configured one (tests).
-fn attempt_with_source(
+/// [`attempt`], deciding as `decide` says (tests give an in-process source of their own).
+fn attempt_with(
     config: &Config,
     input: &AttemptInput<'_>,
     engines: &'static EngineCache,
     on_start: &mut dyn FnMut(),
-    open_source: Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>,
+    decide: Decide,
 ) -> Verdict {
     if let Err(refusal) = check(config, input.user, input.request, input.system) {
         return Verdict::NotApplicable(refusal);
@@ -401,23 +422,27 @@ fn attempt_with_source(
         Err(e) => return Verdict::RateLimitBroken(e),
     };
     on_start();
-    let analysed = Arc::new(AtomicBool::new(false));
-    let seen = Arc::clone(&analysed);
-    let outcome = decision::authenticate_enrolled_before(
-        enrolled,
-        config,
-        engines,
-        open_source,
-        input.deadline,
-        decision::DEADLINE_GRACE,
-        Box::new(move |_| seen.store(true, Ordering::Relaxed)),
-    );
+    let (outcome, analysed) = match decide {
+        Decide::InProcess(open_source) => {
+            let analysed = Arc::new(AtomicBool::new(false));
+            let seen = Arc::clone(&analysed);
+            let outcome = decision::authenticate_enrolled_before(
+                enrolled,
+                config,
+                engines,
+                open_source,
+                input.deadline,
+                decision::DEADLINE_GRACE,
+                Box::new(move |_| seen.store(true, Ordering::Relaxed)),
+            );
+            (outcome, analysed.load(Ordering::Relaxed))
+        }
+        Decide::Confined => {
+            isolated::authenticate_enrolled(enrolled, config, Instant::now(), input.deadline)
+        }
+    };
     let ended = Instant::now();
-    let how = settlement(
-        &outcome,
-        analysed.load(Ordering::Relaxed),
-        ended < input.deadline,
-    );
+    let how = settlement(&outcome, analysed, ended < input.deadline);
     Verdict::Decided {
         outcome,
         bookkeeping: ticket
@@ -867,15 +892,18 @@ mod tests {
             system: &system,
             deadline,
             now: SystemTime::now(),
+            isolation: Isolation::InProcess,
         };
 
         // Fails when opened, before any frame: refunded.
-        let verdict = attempt_with_source(
+        let verdict = attempt_with(
             &config,
             &input(Instant::now() + Duration::from_secs(10)),
             engines,
             &mut || {},
-            Box::new(|| Err(SourceError::Unsupported("camera busy".into()))),
+            Decide::InProcess(Box::new(|| {
+                Err(SourceError::Unsupported("camera busy".into()))
+            })),
         );
         assert!(
             matches!(
@@ -893,15 +921,15 @@ mod tests {
         let (release, stalled) = std::sync::mpsc::channel::<()>();
         let stalled = std::sync::Mutex::new(stalled);
         let started = Instant::now();
-        let verdict = attempt_with_source(
+        let verdict = attempt_with(
             &config,
             &input(started + Duration::from_millis(300)),
             engines,
             &mut || {},
-            Box::new(move || {
+            Decide::InProcess(Box::new(move || {
                 let _ = stalled.lock().map(|rx| rx.recv());
                 Err(SourceError::Unsupported("released by the test".into()))
-            }),
+            })),
         );
         let answered = started.elapsed();
         release.send(()).unwrap();

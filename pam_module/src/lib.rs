@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::decision::Outcome;
-use facekey_core::policy::{self, AttemptInput, Request, System, Verdict};
+use facekey_core::policy::{self, AttemptInput, Isolation, Request, System, Verdict};
 use facekey_core::protocol::{
     CheckRequest, VerdictKind, VerdictSummary, HELPER_PATH, PROTOCOL_VERSION,
 };
@@ -251,6 +251,7 @@ fn authenticate(
         system: &System::real(),
         deadline: policy::deadline_after(started, timeout),
         now: SystemTime::now(),
+        isolation: Isolation::InProcess,
     };
     let warm = MODELS_LOADED.load(Ordering::Relaxed);
     let decision_started = Instant::now();

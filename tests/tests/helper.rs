@@ -241,3 +241,53 @@ fn a_helper_others_can_write_is_not_run() {
         "the untrusted helper ran"
     );
 }
+
+/// facekey-check run by root directly, on the test's configuration (honoured from a caller whose real uid is 0):
+/// it decides, and says it decided in a confined process that had given up root.
+#[test]
+fn the_real_helper_decides_in_a_confined_unprivileged_process() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if !root {
+        eprintln!("not root: facekey-check ignores a configuration path from this caller; checked in packaging/test-install");
+        return;
+    }
+    for (person, kind) in [(ENROLLED, "matched"), (OTHER, "no_match")] {
+        let world = World::new();
+        world.enrol_default(USER);
+        let config = world.write_config("main", &World::source(&[face(person, PROBE_IMAGE)]), "");
+        let request = format!(
+            "{{\"protocol\":1,\"user\":\"{USER}\",\"service\":\"sudo\",\"rhost\":null,\"ruser\":null,\"tty\":null,\
+             \"config\":\"{}\",\"timeout_ms\":3000}}\n",
+            config.display()
+        );
+        let mut child = std::process::Command::new(real_helper())
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start facekey-check");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(request.as_bytes())
+            .expect("write the request");
+        let out = child.wait_with_output().expect("facekey-check's answer");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let verdict = text.lines().last().unwrap_or("");
+        assert!(
+            verdict.contains(&format!("\"kind\":\"{kind}\"")),
+            "{person}: {text}"
+        );
+        assert!(
+            verdict.contains("decided confined: uid ")
+                && !verdict.contains("decided confined: uid 0 "),
+            "{person}: not decided in a confined, unprivileged process: {verdict}"
+        );
+        assert!(verdict.contains("no_new_privs true"), "{verdict}");
+    }
+}
