@@ -21,7 +21,11 @@ fn password_fallback_in_a_pam_auth_update_stack() {
     let user = current_user();
     let world = World::new();
     world.enrol_default(&user);
-    let extra = format!("[pam]\nservices = {SERVICES}\n\n[rate_limit]\nmax_failures = 100\n");
+    // Run as root (CI), pamtester authenticates root, which a face may do only with allow_root.
+    let allow_root = user == "root";
+    let extra = format!(
+        "[pam]\nservices = {SERVICES}\nallow_root = {allow_root}\n\n[rate_limit]\nmax_failures = 100\n"
+    );
     let matching = world.write_config(
         "match",
         &World::source(&[face(ENROLLED, PROBE_IMAGE)]),
