@@ -242,8 +242,16 @@ fn bench(runs: usize) {
     let mut confined = Vec::new();
     let mut tree = Vec::new();
     let mut caller = Vec::new();
-    for _ in 0..RSS_RUNS {
+    for i in 0..RSS_RUNS {
         let (sample, peaks) = run_sampled(public.path());
+        println!(
+            "  run {}: parent {:.1}, confined child {:.1}, largest of the two {:.1}, caller {:.1}",
+            i + 1,
+            peaks.parent_kb as f64 / 1000.0,
+            peaks.confined_kb as f64 / 1000.0,
+            sample.children_kb as f64 / 1000.0,
+            sample.self_kb as f64 / 1000.0
+        );
         parent.push(peaks.parent_kb as f64 / 1000.0);
         confined.push(peaks.confined_kb as f64 / 1000.0);
         tree.push(sample.children_kb as f64 / 1000.0);
@@ -330,9 +338,11 @@ fn run_sampled(public: &Path) -> (Sample, Peaks) {
     let caller = child.id();
     let mut peaks = Peaks::default();
     while child.try_wait().expect("poll the cold child").is_none() {
-        for helper in children(caller) {
+        // Between fork and exec the helper's process still shares the caller's memory: only a process that
+        // runs the helper's image counts.
+        for helper in children(caller).into_iter().filter(|&p| is_helper(p)) {
             peaks.parent_kb = peaks.parent_kb.max(vm_hwm_kb(helper));
-            for confined in children(helper) {
+            for confined in children(helper).into_iter().filter(|&p| is_helper(p)) {
                 peaks.confined_kb = peaks.confined_kb.max(vm_hwm_kb(confined));
             }
         }
@@ -357,6 +367,11 @@ fn children(pid: u32) -> Vec<u32> {
                 .collect::<Vec<u32>>()
         })
         .collect()
+}
+
+/// Whether `pid` runs facekey-check's image (its name; the confined child, a fork, keeps it).
+fn is_helper(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "facekey-check")
 }
 
 /// `VmHWM` of `pid` in kB, 0 when it is gone or has no memory any more (a zombie).
