@@ -185,13 +185,11 @@ fn caller_may_ask_for(user: &str) -> Result<(), String> {
     if uid.is_root() {
         return Ok(());
     }
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(account)) if account.name == user => Ok(()),
-        Ok(Some(account)) => Err(format!(
-            "facekey-check run by {} (uid {uid}) authenticates only {}, not {user}",
-            account.name, account.name
+    match policy::user_name(uid.as_raw()) {
+        Ok(name) if name == user => Ok(()),
+        Ok(name) => Err(format!(
+            "facekey-check run by {name} (uid {uid}) authenticates only {name}, not {user}"
         )),
-        Ok(None) => Err(format!("uid {uid} has no account")),
-        Err(e) => Err(format!("looking up uid {uid}: {e}")),
+        Err(reason) => Err(format!("uid {uid} has no user name: {reason}")),
     }
 }
