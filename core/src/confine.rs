@@ -687,11 +687,11 @@ where
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(start("pipe"))?;
     // Whatever the parent still buffers would be written twice, once by each process.
     let _ = std::io::stdout().flush();
+    let parent_pid = nix::unistd::getpid();
     // SAFETY: the process has one thread (checked above; only this thread could have started
     // another since), so no lock, allocator state or other thread's data is left half-changed in
     // the child. The child runs only this function's code and leaves through `process::exit`
     // without returning into the caller.
-    let parent_pid = nix::unistd::getpid();
     #[allow(unsafe_code)]
     let forked = unsafe { nix::unistd::fork() }.map_err(start("fork"))?;
     match forked {
