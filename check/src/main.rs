@@ -15,11 +15,11 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::decision::Outcome;
-use facekey_core::policy::{self, AttemptInput, Isolation, Request, System, Verdict};
+use facekey_core::policy::{self, Attempt, Isolation, Request, System, Verdict};
 use facekey_core::protocol::{
     self, Body, CheckRequest, HelperMessage, LineBuffer, VerdictKind, VerdictSummary,
     PROTOCOL_VERSION,
@@ -144,15 +144,12 @@ fn attempt(request: &CheckRequest, started: Instant) -> VerdictSummary {
         tty: request.tty.clone(),
         ..Request::from_this_process()
     };
-    let input = AttemptInput {
-        user: &request.user,
-        request: &policy_request,
-        system: &System::real(),
-        deadline,
-        now: SystemTime::now(),
+    let system = System::real();
+    let attempt = Attempt {
         isolation: Isolation::Confined,
+        ..Attempt::new(&request.user, &policy_request, &system, deadline)
     };
-    let verdict = policy::attempt(&config, &input, &ENGINES, &mut || {
+    let verdict = policy::attempt(&config, attempt, &ENGINES, &mut || {
         if config.pam.detection_notice {
             notice("Looking for face...");
         }

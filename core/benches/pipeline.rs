@@ -282,6 +282,7 @@ fn pipeline<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
             &mut source,
             Instant::now(),
             far(),
+            &mut |_| {},
         );
         assert!(
             matches!(outcome, Outcome::Matched { .. }),
@@ -300,6 +301,7 @@ fn pipeline<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
                     &mut source,
                     Instant::now(),
                     far(),
+                    &mut |_| {},
                 )
             })
         });

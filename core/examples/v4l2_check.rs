@@ -15,19 +15,19 @@
 //! - frames handed over are fresh even after the caller was away (no stale buffers), timestamps
 //!   rise, a deadline already passed returns at once, rotation turns the picture;
 //! - require_ir refuses vivid (a colour camera) with the reason;
-//! - with a model folder as second argument, the decision the PAM module runs
-//!   (`authenticate` on `open_configured_source`) on vivid: no face in the colour bars, so no
-//!   match, by the timeout (plus the one frame under analysis when it passed); how soon its first
-//!   frame came while the models loaded; and require_ir turning `authenticate_before` into
-//!   "unavailable" before any frame is read.
+//! - with a model folder as second argument, the attempt the PAM module makes (`policy::attempt`,
+//!   in process, on the configured source) on vivid: no face in the colour bars, so no match, by
+//!   the timeout (plus the one frame under analysis when it passed); how soon its first frame came
+//!   while the models loaded; and require_ir turning it into "unavailable" before any frame is read.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use facekey_core::camera::{devices, Camera, Settings, STALE_AFTER};
-use facekey_core::decision::{self, Outcome, Unavailable};
+use facekey_core::decision::{Outcome, Unavailable};
 use facekey_core::engine::Engine;
 use facekey_core::frame::{FrameSource, PixelFormat, Rotation, SourceError};
+use facekey_core::policy::{self, Attempt, Request, System, Verdict};
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{liveness, EngineCache};
 use image::RgbImage;
@@ -421,6 +421,9 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
     config.camera.source = format!("v4l2:{}", device.display());
     config.camera.require_ir = false;
     config.auth.timeout = 6.0;
+    // The module's attempt for root on sudo, its rate-limit state beside the store.
+    config.pam.allow_root = true;
+    config.rate_limit.state_dir = PathBuf::from("/tmp/facekey-state");
     // An enrolment to decide against: any unit vector of the embedder's size will do, since the
     // colour bars hold no face.
     let t = Instant::now();
@@ -464,14 +467,7 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
     // A cold decision, as a fresh sudo would run it: models load while the camera starts.
     let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
     let started = Instant::now();
-    let deadline = decision::deadline_from(&config);
-    let outcome = decision::authenticate(
-        "root",
-        &config,
-        engines,
-        &mut || decision::open_configured_source(&config),
-        deadline,
-    );
+    let outcome = attempt_as_sudo(&config, engines);
     let elapsed = started.elapsed();
     let limit = Duration::from_secs_f64(config.auth.timeout) + analysis * 2;
     let stats = outcome.stats().cloned().unwrap_or_default();
@@ -488,16 +484,8 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
     );
     // require_ir: refused as unavailable, before any frame.
     config.camera.require_ir = true;
-    let open_config = config.clone();
     let started = Instant::now();
-    let outcome = decision::authenticate_before(
-        "root",
-        &config,
-        engines,
-        Box::new(move || decision::open_configured_source(&open_config)),
-        decision::deadline_from(&config),
-        decision::DEADLINE_GRACE,
-    );
+    let outcome = attempt_as_sudo(&config, engines);
     checks.check(
         "decision refuses vivid under require_ir",
         matches!(
@@ -506,4 +494,20 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
         ),
         format!("{outcome} after {} ms", started.elapsed().as_millis()),
     );
+}
+
+/// The attempt the PAM module makes for root on `sudo` (real uid 0), and its outcome; a verdict without a
+/// decision (policy, rate limit) as an internal error naming it.
+fn attempt_as_sudo(config: &facekey_config::Config, engines: &'static EngineCache) -> Outcome {
+    let request = Request {
+        service: Some("sudo".into()),
+        ..Request::from_this_process()
+    };
+    let system = System::real();
+    let deadline = policy::deadline_after(Instant::now(), config.auth.timeout);
+    let attempt = Attempt::new("root", &request, &system, deadline);
+    match policy::attempt(config, attempt, engines, &mut || {}) {
+        Verdict::Decided { outcome, .. } => outcome,
+        other => Outcome::Unavailable(Unavailable::Internal(other.to_string())),
+    }
 }

@@ -1,4 +1,9 @@
-//! The authentication decision: the one function the PAM module and the CLI both call.
+//! The authentication decision: frames read until the deadline, compared with the user's enrolment.
+//!
+//! Front ends do not call in here: they send a request to [`crate::policy::attempt`], which applies the
+//! policy and the rate limit and runs this decision in process ([`authenticate_enrolled_before`]) or in a
+//! confined child ([`crate::isolated`], sharing [`decide_opened`]). [`decide`] stays public for an engine
+//! already loaded and a source already open (benches, evaluation, `facekey test` without an enrolment).
 //!
 //! Given a user, a configuration and a frame source, it reads frames until the deadline and returns a
 //! typed [`Outcome`]. Only [`Outcome::Matched`] means "let this person in", and it is produced only
@@ -186,59 +191,19 @@ fn skipped(stats: &Stats) -> String {
     parts.iter().map(|p| format!("; {p}")).collect()
 }
 
-/// The whole path: configuration switches, the user's enrolment, the models and the source, then the
-/// frames. The enrolment is read before anything expensive, so a user with none costs almost nothing;
-/// the models load on another thread while the source opens.
-pub fn authenticate(
-    user: &str,
-    config: &Config,
-    engines: &EngineCache,
-    open_source: &mut dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
-    deadline: Instant,
-) -> Outcome {
-    authenticate_observed(user, config, engines, open_source, deadline, &mut |_| {})
-}
-
-/// [`authenticate`], telling `observer` about every frame (`facekey test` prints a line each).
-pub fn authenticate_observed(
-    user: &str,
-    config: &Config,
-    engines: &EngineCache,
-    open_source: &mut dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
-    deadline: Instant,
-    observer: &mut dyn FnMut(&FrameReport<'_>),
-) -> Outcome {
-    let started = Instant::now();
-    if config.general.disabled {
-        return Outcome::Unavailable(Unavailable::Disabled);
-    }
-    match load_enrolled(user, config) {
-        Ok(enrolled) => authenticate_enrolled(
-            enrolled,
-            config,
-            engines,
-            open_source,
-            started,
-            deadline,
-            observer,
-        ),
-        Err(unavailable) => Outcome::Unavailable(unavailable),
-    }
-}
-
 /// A user and their enrolment, read before anything expensive.
 #[derive(Debug)]
-pub struct Enrolled {
-    pub user: UserName,
+pub(crate) struct Enrolled {
+    pub(crate) user: UserName,
     /// The store file it came from (for messages).
-    pub path: std::path::PathBuf,
-    pub enrolment: Enrolment,
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) enrolment: Enrolment,
 }
 
 /// Validate the user name and read the user's enrolment through the store's trust checks. A user
-/// with no samples is [`Unavailable::NoEnrolment`]; this costs one small file read, so callers do it
-/// before anything expensive (the PAM module before the rate limit and the camera).
-pub fn load_enrolled(user: &str, config: &Config) -> Result<Enrolled, Unavailable> {
+/// with no samples is [`Unavailable::NoEnrolment`]; this costs one small file read, so
+/// [`crate::policy::attempt`] does it before anything expensive (the rate limit, the camera).
+pub(crate) fn load_enrolled(user: &str, config: &Config) -> Result<Enrolled, Unavailable> {
     let user = UserName::new(user).map_err(|e| Unavailable::BadUser(e.to_string()))?;
     let store = Store::new(&config.storage.faces_dir);
     match store.load(&user)? {
@@ -253,7 +218,8 @@ pub fn load_enrolled(user: &str, config: &Config) -> Result<Enrolled, Unavailabl
     }
 }
 
-/// [`authenticate_observed`] for an enrolment already read with [`load_enrolled`].
+/// The in-process decision for an enrolment already read with [`load_enrolled`]: the models load on
+/// other threads while `open_source` opens the source here, then the frames.
 fn authenticate_enrolled(
     enrolled: Enrolled,
     config: &Config,
@@ -340,7 +306,7 @@ pub(crate) fn decide_opened(
             expected: engine.embedder_id().clone(),
         }));
     }
-    decide_observed(
+    decide(
         &engine,
         &enrolment,
         config,
@@ -352,31 +318,18 @@ pub(crate) fn decide_opened(
 }
 
 /// Read frames until one holds a face close enough to one of `enrolment`'s samples (as many
-/// consecutive matching frames as `matching.required_matches` asks), the source ends, or the deadline.
+/// consecutive matching frames as `matching.required_matches` asks), the source ends, or the deadline,
+/// telling `observer` about every frame (`|_| {}` when nobody listens).
 ///
 /// Dark frames are skipped before analysis; on a camera a matching face counts only once it has
 /// changed since the previous face ([`liveness`]).
+///
+/// This is the one public way to decide below [`crate::policy::attempt`], for an engine already loaded
+/// and a source already open: benches and evaluation tools measure the frames with it, and the CLI shows
+/// what the camera sees for a user with no enrolment. It applies no policy, no rate limit and no hard
+/// deadline (a source that blocks holds it up): anything that lets someone in goes through
+/// [`crate::policy::attempt`].
 pub fn decide(
-    engine: &Engine,
-    enrolment: &Enrolment,
-    config: &Config,
-    source: &mut dyn FrameSource,
-    started: Instant,
-    deadline: Instant,
-) -> Outcome {
-    decide_observed(
-        engine,
-        enrolment,
-        config,
-        source,
-        started,
-        deadline,
-        &mut |_| {},
-    )
-}
-
-/// [`decide`], telling `observer` about every frame.
-pub fn decide_observed(
     engine: &Engine,
     enrolment: &Enrolment,
     config: &Config,
@@ -540,48 +493,23 @@ pub fn decide_observed(
     }
 }
 
-/// Open the source a configuration names, with its `[camera]` settings.
-pub fn open_configured_source(config: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
-    crate::source::open_source_with(&config.camera.source, &config.camera)
-}
-
-/// The deadline a configuration gives, from now.
-pub fn deadline_from(config: &Config) -> Instant {
-    Instant::now() + Duration::from_secs_f64(config.auth.timeout)
-}
-
-/// How long [`authenticate_before`] waits past the deadline for a decision already under way (one frame still being
+/// How long [`crate::policy::attempt`] waits past the deadline for a decision already under way (one frame still being
 /// analysed) before giving up on it. The PAM module promises to return within the timeout plus 250 ms; this leaves
 /// room for reading the configuration and the rate-limit state before the decision starts.
 pub const DEADLINE_GRACE: Duration = Duration::from_millis(150);
 
-/// [`authenticate`] with a hard deadline: the decision runs on a worker thread, and this returns by
-/// `deadline + grace` whatever the frame source does (blocks in `open`, stalls, never returns).
+/// The in-process decision with a hard deadline, for an enrolment [`crate::policy::attempt`] already
+/// read with [`load_enrolled`] (before the rate limit), after its checks (`policy::check`). `observer`
+/// hears of every frame, on the worker thread (the policy learns from it whether frames were analysed).
 ///
-/// A decision that has not finished by then is reported as [`Unavailable::Source`] (the source did not answer in
-/// time); the worker is left to finish or block on its own and its result is dropped. It only holds owned copies
-/// and the `'static` engine cache, so nothing it touches goes away under it. A process that loads this code
-/// through `dlopen` must therefore never unload it while a worker may still run (the PAM module is linked
+/// The decision runs on a worker thread, and this returns by `deadline + grace` whatever the frame
+/// source does (blocks in `open`, stalls, never returns). A decision that has not finished by then is
+/// reported as [`Unavailable::Source`] (the source did not answer in time); the worker is left to
+/// finish or block on its own and its result is dropped. It only holds owned copies and the `'static`
+/// engine cache, so nothing it touches goes away under it. A process that loads this code through
+/// `dlopen` must therefore never unload it while a worker may still run (the PAM module is linked
 /// `-z nodelete` for this reason).
-pub fn authenticate_before(
-    user: &str,
-    config: &Config,
-    engines: &'static EngineCache,
-    mut open_source: Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>,
-    deadline: Instant,
-    grace: Duration,
-) -> Outcome {
-    let (user, worker_config) = (user.to_owned(), config.clone());
-    run_before(config, deadline, grace, move || {
-        authenticate(&user, &worker_config, engines, &mut *open_source, deadline)
-    })
-}
-
-/// [`authenticate_before`] for an enrolment the caller already read with [`load_enrolled`] (the PAM
-/// module reads it before the rate limit), so it is not read twice. The caller has checked
-/// `general.disabled` (see `policy::check`). `observer` hears of every frame, on the worker thread
-/// (the policy learns from it whether frames were analysed).
-pub fn authenticate_enrolled_before(
+pub(crate) fn authenticate_enrolled_before(
     enrolled: Enrolled,
     config: &Config,
     engines: &'static EngineCache,

@@ -1,4 +1,5 @@
-//! The decision in a confined child process: what facekey-check runs, and the PAM module with `use_helper`.
+//! The decision in a confined child process: what `policy::attempt` runs for `Isolation::Confined` (facekey-check,
+//! the PAM module with `use_helper`, the `facekey` command).
 //!
 //! The process forks ([`confine::run_confined`]); the child reads the model files and opens the frame source
 //! while it still has its privileges (replay files are opened and checked here and only read later, through
@@ -16,8 +17,9 @@ use facekey_config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{self, Confinement};
-use crate::decision::{self, Enrolled, Outcome, Stats, Unavailable, DEADLINE_GRACE};
+use crate::decision::{self, Enrolled, FrameReport, Outcome, Stats, Unavailable, DEADLINE_GRACE};
 use crate::engine::Engine;
+use crate::frame::{FrameSource, SourceError};
 use crate::models::ModelFiles;
 
 /// An [`Outcome`] as it crosses the pipe from the confined child.
@@ -94,12 +96,15 @@ impl From<Decided> for Outcome {
 }
 
 /// The decision for an enrolment already read, in a confined child; the process must have one thread (the
-/// caller has started none: facekey-check's main, the CLI before it loads anything). With the outcome, whether
-/// a frame reached the decision (for the rate limit's refunds); a child that did not answer counts as having
-/// analysed frames, since no one can say it did not.
-pub fn authenticate_enrolled(
+/// caller has started none: facekey-check's main, the CLI before it loads anything). `open_source` runs in the
+/// child before it is confined; `observer` runs in the child, confined (see `policy::Attempt::observer`). With
+/// the outcome, whether a frame reached the decision (for the rate limit's refunds); a child that did not
+/// answer counts as having analysed frames, since no one can say it did not.
+pub(crate) fn authenticate_enrolled(
     enrolled: Enrolled,
     config: &Config,
+    open_source: &mut dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    observer: &mut dyn FnMut(&FrameReport<'_>),
     started: Instant,
     deadline: Instant,
 ) -> (Outcome, bool) {
@@ -110,12 +115,7 @@ pub fn authenticate_enrolled(
         deadline + DEADLINE_GRACE,
         &Confinement::default(),
         // Privileged: every file and the camera are opened here.
-        || {
-            (
-                ModelFiles::read(config),
-                decision::open_configured_source(config),
-            )
-        },
+        || (ModelFiles::read(config), open_source()),
         // Confined: only bytes already read and descriptors already open from here on.
         move |(files, source)| -> (Decided, bool) {
             let hint = source.as_ref().ok().and_then(|s| s.frame_size_hint());
@@ -130,7 +130,10 @@ pub fn authenticate_enrolled(
                 config,
                 started,
                 deadline,
-                &mut |_| analysed = true,
+                &mut |report| {
+                    analysed = true;
+                    observer(report)
+                },
             );
             (outcome.into(), analysed)
         },

@@ -4,7 +4,10 @@
 //! (decode) -> [`detect`] (YuNet, boxes and five landmarks) -> [`align`]
 //! (150x150 chip) -> [`embed`] (dlib ResNet, 128-d) -> [`decision`] (distance to the user's enrolled
 //! samples in [`store`]). [`models`] reads the model files through [`trust`] and verifies their hashes.
-//! The PAM module and the CLI both decide through [`decision::authenticate`].
+//! Every front end (the PAM module, facekey-check, the `facekey` command, the tests) decides through one
+//! entry point, [`policy::attempt`]: a [`policy::Attempt`] (who, asked by whom, which source, until when, in
+//! process or in a confined child, an optional per-frame observer) in, a [`policy::Verdict`] out. Below it,
+//! [`decision::decide`] decides on an engine already loaded and a source already open (benches, evaluation).
 //!
 //! Unsafe code is denied here except in `camera::stream`, the one place that maps V4L2 buffers, and
 //! the one `fork` in `confine::run_confined`.
@@ -30,5 +33,6 @@ pub mod store;
 pub mod tract_knobs;
 pub mod trust;
 
-pub use decision::{authenticate, Outcome, Stats, Unavailable};
+pub use decision::{Outcome, Stats, Unavailable};
 pub use engine::{Engine, EngineCache};
+pub use policy::{attempt, Attempt, Verdict};

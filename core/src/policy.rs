@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use facekey_config::Config;
 
-use crate::decision::{self, Outcome};
+use crate::decision::{self, FrameReport, Outcome};
 use crate::engine::EngineCache;
 use crate::frame::{FrameSource, SourceError};
 use crate::isolated;
@@ -332,17 +332,56 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// What one attempt needs besides the configuration.
-pub struct AttemptInput<'a> {
+/// One authentication request: who, asked by whom, on which source, until when, and where the decision runs.
+/// Everything a front end (the PAM module, facekey-check, `facekey auth` and `test`, the tests) sends to
+/// [`attempt`]. Build it with [`Attempt::new`] and change the fields that differ.
+pub struct Attempt<'a> {
+    /// PAM_USER: the user to authenticate.
     pub user: &'a str,
+    /// Who asks, and the PAM items ([`check`]).
     pub request: &'a Request,
     pub system: &'a System,
-    /// When the decision must be over (see [`decision::authenticate_before`]).
+    /// When the decision must be over; the in-process decision answers by this plus
+    /// [`decision::DEADLINE_GRACE`] whatever the source does.
     pub deadline: Instant,
     /// Wall-clock time, for the rate limit.
     pub now: SystemTime,
     /// Where the decision runs.
     pub isolation: Isolation,
+    /// Which frames the decision reads.
+    pub source: SourceChoice,
+    /// Told about every frame the decision reads (`facekey test` prints a line each). In process it runs on the
+    /// decision's worker thread; [`Isolation::Confined`], in the confined child: what it writes to an inherited
+    /// descriptor (stdout) arrives, what it stores in memory stays in the child.
+    pub observer: Option<Observer>,
+}
+
+/// A per-frame observer of [`Attempt::observer`].
+pub type Observer = Box<dyn FnMut(&FrameReport<'_>) + Send>;
+
+/// A source opener of [`SourceChoice::Custom`].
+pub type OpenSource = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
+
+impl<'a> Attempt<'a> {
+    /// An attempt for `user` as `request` asks, on the configured source, in process, with no observer; the rate
+    /// limit's clock is now.
+    pub fn new(
+        user: &'a str,
+        request: &'a Request,
+        system: &'a System,
+        deadline: Instant,
+    ) -> Attempt<'a> {
+        Attempt {
+            user,
+            request,
+            system,
+            deadline,
+            now: SystemTime::now(),
+            isolation: Isolation::InProcess,
+            source: SourceChoice::Configured,
+            observer: None,
+        }
+    }
 }
 
 /// Where the decision (the models, the frames) runs.
@@ -351,16 +390,22 @@ pub enum Isolation {
     /// On a worker thread of this process (the PAM module inside sudo, login, a display manager).
     InProcess,
     /// In a confined child process ([`crate::isolated`]); this process must have one thread.
-    /// facekey-check, and the module with `use_helper`.
+    /// facekey-check, the module with `use_helper`, and the `facekey` command.
     Confined,
 }
 
-/// How [`attempt_with`] runs the decision.
-enum Decide {
-    /// In this process, on the source the function opens.
-    InProcess(Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>),
-    /// In a confined child, on the configured source.
-    Confined,
+/// Which frames an attempt reads.
+pub enum SourceChoice {
+    /// `[camera] source` of the configuration (the PAM module, facekey-check).
+    Configured,
+    /// Another source specification (`v4l2:DEVICE`, `file:PATH`, `dir:PATH`), opened with the `[camera]`
+    /// settings under the same trust rules; it takes the place of `[camera] source` for the whole attempt (the
+    /// lid check included). The CLI's `--source`: a front end must not take it from someone it does not trust
+    /// more than the configuration's author.
+    Spec(String),
+    /// A source the caller builds (tests standing in for a camera). Called once, where the decision runs (in a
+    /// confined child, before it is confined).
+    Custom(OpenSource),
 }
 
 /// How long settling the rate limit may wait for another process's lock once the decision is over: the decision
@@ -368,38 +413,49 @@ enum Decide {
 /// deadline plus 250 ms.
 pub const SETTLE_GRACE: Duration = Duration::from_millis(50);
 
-/// One authentication attempt, in this order: policy ([`check`]); the user's enrolment (none: unavailable, and
-/// nothing else happens); the rate limit (over it: refused without opening the camera); `on_start` (the front end
-/// tells the user it is looking); the decision on the configured source, bounded by the deadline; the rate-limit
-/// settlement ([`settlement`]).
+/// One authentication attempt, the one entry point of every front end, in this order: policy ([`check`]); the
+/// user's enrolment (none: unavailable, and nothing else happens); the rate limit (over it: refused without
+/// opening the camera); `on_start` (the front end tells the user it is looking); the decision on the chosen
+/// source, where `attempt.isolation` says, bounded by the deadline; the rate-limit settlement ([`settlement`]).
 ///
-/// Every step counts against `input.deadline`: waiting for the rate-limit lock ends there (then
+/// Every step counts against `attempt.deadline`: waiting for the rate-limit lock ends there (then
 /// [`Verdict::RateLimitBroken`]), the decision gets what is left, and settling may wait [`SETTLE_GRACE`] more.
 pub fn attempt(
     config: &Config,
-    input: &AttemptInput<'_>,
+    attempt: Attempt<'_>,
     engines: &'static EngineCache,
     on_start: &mut dyn FnMut(),
 ) -> Verdict {
-    let decide = match input.isolation {
-        Isolation::InProcess => {
-            let camera = config.clone();
-            Decide::InProcess(Box::new(move || decision::open_configured_source(&camera)))
+    let Attempt {
+        user,
+        request,
+        system,
+        deadline,
+        now,
+        isolation,
+        source,
+        observer,
+    } = attempt;
+    // A source named by the request stands for the configured one everywhere (lid check, messages).
+    let respecified;
+    let (config, source) = match source {
+        SourceChoice::Spec(spec) => {
+            let mut changed = config.clone();
+            changed.camera.source = spec;
+            respecified = changed;
+            (&respecified, None)
         }
-        Isolation::Confined => Decide::Confined,
+        SourceChoice::Configured => (config, None),
+        SourceChoice::Custom(open) => (config, Some(open)),
     };
-    attempt_with(config, input, engines, on_start, decide)
-}
-
-/// [`attempt`], deciding as `decide` says (tests give an in-process source of their own).
-fn attempt_with(
-    config: &Config,
-    input: &AttemptInput<'_>,
-    engines: &'static EngineCache,
-    on_start: &mut dyn FnMut(),
-    decide: Decide,
-) -> Verdict {
-    if let Err(refusal) = check(config, input.user, input.request, input.system) {
+    let mut open_source: OpenSource = match source {
+        Some(open) => open,
+        None => {
+            let camera = config.camera.clone();
+            Box::new(move || crate::source::open_source_with(&camera.source, &camera))
+        }
+    };
+    if let Err(refusal) = check(config, user, request, system) {
         return Verdict::NotApplicable(refusal);
     }
     let decided = |outcome| Verdict::Decided {
@@ -407,23 +463,24 @@ fn attempt_with(
         bookkeeping: None,
     };
     // Cheap before anything else: a user with no enrolment costs one file lookup.
-    let enrolled = match decision::load_enrolled(input.user, config) {
+    let enrolled = match decision::load_enrolled(user, config) {
         Ok(enrolled) => enrolled,
         Err(unavailable) => return decided(Outcome::Unavailable(unavailable)),
     };
-    let user = enrolled.user.clone();
+    let name = enrolled.user.clone();
     let limiter = match RateLimiter::open(&config.rate_limit) {
         Ok(limiter) => limiter,
         Err(e) => return Verdict::RateLimitBroken(e),
     };
-    let ticket = match limiter.begin(&user, input.now, input.deadline) {
+    let ticket = match limiter.begin(&name, now, deadline) {
         Ok(Ok(ticket)) => ticket,
         Ok(Err(limited)) => return Verdict::RateLimited(limited),
         Err(e) => return Verdict::RateLimitBroken(e),
     };
     on_start();
-    let (outcome, analysed) = match decide {
-        Decide::InProcess(open_source) => {
+    let mut observer = observer.unwrap_or_else(|| Box::new(|_| {}));
+    let (outcome, analysed) = match isolation {
+        Isolation::InProcess => {
             let analysed = Arc::new(AtomicBool::new(false));
             let seen = Arc::clone(&analysed);
             let outcome = decision::authenticate_enrolled_before(
@@ -431,23 +488,29 @@ fn attempt_with(
                 config,
                 engines,
                 open_source,
-                input.deadline,
+                deadline,
                 decision::DEADLINE_GRACE,
-                Box::new(move |_| seen.store(true, Ordering::Relaxed)),
+                Box::new(move |report| {
+                    seen.store(true, Ordering::Relaxed);
+                    observer(report)
+                }),
             );
             (outcome, analysed.load(Ordering::Relaxed))
         }
-        Decide::Confined => {
-            isolated::authenticate_enrolled(enrolled, config, Instant::now(), input.deadline)
-        }
+        Isolation::Confined => isolated::authenticate_enrolled(
+            enrolled,
+            config,
+            &mut *open_source,
+            &mut *observer,
+            Instant::now(),
+            deadline,
+        ),
     };
     let ended = Instant::now();
-    let how = settlement(&outcome, analysed, ended < input.deadline);
+    let how = settlement(&outcome, analysed, ended < deadline);
     Verdict::Decided {
         outcome,
-        bookkeeping: ticket
-            .settle(how, input.deadline.max(ended) + SETTLE_GRACE)
-            .err(),
+        bookkeeping: ticket.settle(how, deadline.max(ended) + SETTLE_GRACE).err(),
     }
 }
 
@@ -886,24 +949,20 @@ mod tests {
         let (_root, system) = empty_system();
         let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
         let request = request("sudo", None);
-        let input = |deadline| AttemptInput {
-            user: USER,
-            request: &request,
-            system: &system,
-            deadline,
-            now: SystemTime::now(),
-            isolation: Isolation::InProcess,
+        let attempt_until = |deadline, open: OpenSource| Attempt {
+            source: SourceChoice::Custom(open),
+            ..Attempt::new(USER, &request, &system, deadline)
         };
 
         // Fails when opened, before any frame: refunded.
-        let verdict = attempt_with(
+        let verdict = attempt(
             &config,
-            &input(Instant::now() + Duration::from_secs(10)),
+            attempt_until(
+                Instant::now() + Duration::from_secs(10),
+                Box::new(|| Err(SourceError::Unsupported("camera busy".into()))),
+            ),
             engines,
             &mut || {},
-            Decide::InProcess(Box::new(|| {
-                Err(SourceError::Unsupported("camera busy".into()))
-            })),
         );
         assert!(
             matches!(
@@ -921,15 +980,17 @@ mod tests {
         let (release, stalled) = std::sync::mpsc::channel::<()>();
         let stalled = std::sync::Mutex::new(stalled);
         let started = Instant::now();
-        let verdict = attempt_with(
+        let verdict = attempt(
             &config,
-            &input(started + Duration::from_millis(300)),
+            attempt_until(
+                started + Duration::from_millis(300),
+                Box::new(move || {
+                    let _ = stalled.lock().map(|rx| rx.recv());
+                    Err(SourceError::Unsupported("released by the test".into()))
+                }),
+            ),
             engines,
             &mut || {},
-            Decide::InProcess(Box::new(move || {
-                let _ = stalled.lock().map(|rx| rx.recv());
-                Err(SourceError::Unsupported("released by the test".into()))
-            })),
         );
         let answered = started.elapsed();
         release.send(()).unwrap();

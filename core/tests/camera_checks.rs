@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use facekey_config::Config;
 use facekey_core::camera::{CameraInfo, Choice, Counters};
-use facekey_core::decision::{
-    authenticate_observed, decide, decide_observed, FrameReport, FrameVerdict,
-};
+use facekey_core::decision::{decide, FrameReport, FrameVerdict};
 use facekey_core::engine::Engine;
 use facekey_core::frame::{Frame, FrameSource, PixelFormat, SourceError};
+use facekey_core::policy::{
+    self, Attempt, Observer, OpenSource, Request, SourceChoice, System, Verdict,
+};
 use facekey_core::source::{self, read_image};
 use facekey_core::store::{Enrolment, Store, UserName};
-use facekey_core::{authenticate, EngineCache, Outcome, Unavailable};
+use facekey_core::{EngineCache, Outcome, Unavailable};
 use image::RgbImage;
 
 const PERSON: &str = "John_Simm";
@@ -174,7 +175,7 @@ impl FrameSource for Scripted {
 
 fn run(config: &Config, source: &mut dyn FrameSource) -> (Outcome, Vec<FrameVerdict>) {
     let mut verdicts = Vec::new();
-    let outcome = decide_observed(
+    let outcome = decide(
         engine(),
         &enrolment(),
         config,
@@ -296,7 +297,7 @@ fn on_a_camera_sensor_noise_is_enough_change_and_the_second_frame_matches() {
     let frames = vec![noisy(&probe, 1.0, 1), noisy(&probe, 1.0, 2)];
     let mut changes = Vec::new();
     let mut source = Scripted::camera(frames, true);
-    let outcome = decide_observed(
+    let outcome = decide(
         engine(),
         &enrolment(),
         &base_config(),
@@ -358,7 +359,48 @@ fn another_person_never_matches_however_the_frames_change() {
     assert!(verdicts.iter().all(|v| *v == FrameVerdict::NoMatch));
 }
 
-/// `authenticate` with a stored enrolment and `source` as the camera.
+/// The attempt the PAM module makes for `simm` on `sudo` (in process, real uid 0), on the source `open`
+/// opens, with `observer`; its outcome. The rate-limit state goes beside the configuration's store, and the
+/// system state (logind, lid) is an empty folder.
+fn attempt_outcome(
+    config: &Config,
+    engines: &'static EngineCache,
+    deadline: Instant,
+    open: OpenSource,
+    observer: Option<Observer>,
+) -> Outcome {
+    let mut config = config.clone();
+    config.rate_limit.state_dir = config.storage.faces_dir.with_file_name("state");
+    let request = Request {
+        service: Some("sudo".into()),
+        real_uid: 0,
+        ..Request::from_this_process()
+    };
+    let root = tempfile::tempdir().unwrap();
+    let system = System::under(root.path());
+    let attempt = Attempt {
+        source: SourceChoice::Custom(open),
+        observer,
+        ..Attempt::new("simm", &request, &system, deadline)
+    };
+    match policy::attempt(&config, attempt, engines, &mut || {}) {
+        Verdict::Decided { outcome, .. } => outcome,
+        other => panic!("no decision: {other}"),
+    }
+}
+
+/// A source opener that hands over `source` once.
+fn once(source: Scripted) -> OpenSource {
+    let mut source = Some(source);
+    Box::new(move || {
+        source
+            .take()
+            .map(|s| Box::new(s) as Box<dyn FrameSource>)
+            .ok_or(SourceError::Unsupported("opened twice".into()))
+    })
+}
+
+/// [`attempt_outcome`] with a stored enrolment and `source` as the camera.
 fn authenticate_with(config: &Config, source: Scripted) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config.clone();
@@ -366,18 +408,12 @@ fn authenticate_with(config: &Config, source: Scripted) -> Outcome {
     Store::new(&config.storage.faces_dir)
         .save(&enrolment())
         .unwrap();
-    let mut source = Some(source);
-    authenticate(
-        "simm",
+    attempt_outcome(
         &config,
-        &EngineCache::new(),
-        &mut || {
-            source
-                .take()
-                .map(|s| Box::new(s) as Box<dyn FrameSource>)
-                .ok_or(SourceError::Unsupported("opened twice".into()))
-        },
+        Box::leak(Box::new(EngineCache::new())),
         Instant::now() + Duration::from_secs(30),
+        once(source),
+        None,
     )
 }
 
@@ -425,17 +461,19 @@ fn require_ir_does_not_apply_to_replays_of_files() {
     Store::new(&config.storage.faces_dir)
         .save(&enrolment())
         .unwrap();
-    let mut lines = 0;
-    let outcome = authenticate_observed(
-        "simm",
+    let lines = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&lines);
+    let outcome = attempt_outcome(
         &config,
-        &EngineCache::new(),
-        &mut || source::open_source(&spec),
+        Box::leak(Box::new(EngineCache::new())),
         Instant::now() + Duration::from_secs(30),
-        &mut |_| lines += 1,
+        Box::new(move || source::open_source(&spec)),
+        Some(Box::new(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })),
     );
     assert!(outcome.is_match(), "{outcome}");
-    assert_eq!(lines, 1);
+    assert_eq!(lines.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[test]
@@ -449,6 +487,7 @@ fn first_frame_time_is_recorded() {
         &mut source,
         Instant::now(),
         Instant::now() + Duration::from_secs(30),
+        &mut |_| {},
     );
     let s = stats(&outcome);
     assert!(s.first_frame.is_some_and(|t| t <= s.elapsed), "{s:?}");
@@ -468,7 +507,7 @@ fn thread_count() -> usize {
 /// returns, every thread the attempts started ends and the count is back to where it began.
 #[test]
 fn a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread() {
-    use facekey_core::decision::{authenticate_enrolled_before, load_enrolled, DEADLINE_GRACE};
+    use facekey_core::decision::DEADLINE_GRACE;
     if std::env::var_os(STALL_CHILD).is_none() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -502,17 +541,15 @@ fn a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread() {
     let (release, stalled) = std::sync::mpsc::channel::<()>();
     let stalled = std::sync::Mutex::new(stalled);
     let started = Instant::now();
-    let first = authenticate_enrolled_before(
-        load_enrolled("simm", &config).unwrap(),
+    let first = attempt_outcome(
         &config,
         engines,
+        started + timeout,
         Box::new(move || {
             let _ = stalled.lock().unwrap().recv();
             Err(SourceError::Unsupported("released by the test".into()))
         }),
-        started + timeout,
-        DEADLINE_GRACE,
-        Box::new(|_| {}),
+        None,
     );
     let answered = started.elapsed();
     assert!(
@@ -526,20 +563,12 @@ fn a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread() {
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(5);
-    let mut source = Some(Scripted::replay(two_live_frames()));
-    let second = authenticate_enrolled_before(
-        load_enrolled("simm", &config).unwrap(),
+    let second = attempt_outcome(
         &config,
         engines,
-        Box::new(move || {
-            source
-                .take()
-                .map(|s| Box::new(s) as Box<dyn FrameSource>)
-                .ok_or(SourceError::Unsupported("opened twice".into()))
-        }),
         deadline,
-        DEADLINE_GRACE,
-        Box::new(|_| {}),
+        once(Scripted::replay(two_live_frames())),
+        None,
     );
     assert!(second.is_match(), "{second}");
     assert!(Instant::now() < deadline, "answered after its deadline");

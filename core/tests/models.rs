@@ -275,6 +275,7 @@ fn a_decision_reports_a_broken_embedder_with_or_without_a_face() {
             source.as_mut(),
             started,
             started + Duration::from_secs(10),
+            &mut |_| {},
         );
         match outcome {
             Outcome::Unavailable(Unavailable::Model(e)) => {

@@ -1,15 +1,16 @@
 //! Verification on the johns set through the real decision path: enrol 3 chips per person, then
-//! authenticate every other chip against every enrolled person with `authenticate` and a `file:`
-//! replay source. Every genuine attempt must match; no attempt may match another person.
+//! authenticate every other chip against every enrolled person through the entry point the PAM module
+//! uses (`policy::attempt` for `sudo`, in process) and a `file:` replay source. Every genuine attempt must match; no attempt may match another person.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use facekey_config::{Config, EmbedderKind};
 use facekey_core::engine::Engine;
-use facekey_core::source::{self, read_image};
+use facekey_core::policy::{self, Attempt, Request, SourceChoice, System, Verdict};
+use facekey_core::source::read_image;
 use facekey_core::store::{Enrolment, Store, UserName};
-use facekey_core::{authenticate, EngineCache, Outcome};
+use facekey_core::{EngineCache, Outcome};
 
 const ENROLLED_PER_PERSON: usize = 3;
 
@@ -60,7 +61,10 @@ struct Summary {
 fn run(kind: EmbedderKind) -> Summary {
     let dir = tempfile::tempdir().unwrap();
     let faces_dir = dir.path().join("faces");
-    let config = config(kind, &faces_dir);
+    let mut config = config(kind, &faces_dir);
+    // Every impostor probe is a failure of the claimed user: this run counts, it does not lock out.
+    config.rate_limit.state_dir = dir.path().join("state");
+    config.rate_limit.max_failures = u32::MAX;
     let engine = Engine::load(&config).unwrap();
     let store = Store::new(&faces_dir);
     let people = johns();
@@ -80,7 +84,13 @@ fn run(kind: EmbedderKind) -> Summary {
         }
         store.save(&enrolment).unwrap();
     }
-    let engines = EngineCache::new();
+    let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
+    let request = Request {
+        service: Some("sudo".into()),
+        real_uid: 0,
+        ..Request::from_this_process()
+    };
+    let system = System::under(&dir.path().join("no-system"));
     let mut s = Summary {
         genuine: 0,
         genuine_matched: 0,
@@ -93,13 +103,20 @@ fn run(kind: EmbedderKind) -> Summary {
         for probe in &files[ENROLLED_PER_PERSON..] {
             for (claimed, _) in &people {
                 let spec = format!("file:{}", probe.display());
-                let outcome = authenticate(
-                    user_for(claimed).as_str(),
-                    &config,
-                    &engines,
-                    &mut || source::open_source(&spec),
-                    Instant::now() + Duration::from_secs(30),
-                );
+                let claimed_user = user_for(claimed);
+                let attempt = Attempt {
+                    source: SourceChoice::Spec(spec),
+                    ..Attempt::new(
+                        claimed_user.as_str(),
+                        &request,
+                        &system,
+                        Instant::now() + Duration::from_secs(30),
+                    )
+                };
+                let outcome = match policy::attempt(&config, attempt, engines, &mut || {}) {
+                    Verdict::Decided { outcome, .. } => outcome,
+                    other => panic!("{}: claimed {claimed}: {other}", probe.display()),
+                };
                 let distance = match &outcome {
                     Outcome::Matched {
                         distance, label, ..

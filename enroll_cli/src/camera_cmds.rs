@@ -1,12 +1,14 @@
 //! `facekey devices`, `facekey test` and `facekey snapshot`: seeing what the camera sees.
 //!
-//! `test` runs the very decision the PAM module runs (`decision::authenticate_observed`) and only
-//! prints what the decision reports for each frame; for a user with no enrolment it shows the
-//! frames (brightness, faces) without deciding. `snapshot` saves one frame. Pictures of faces are
-//! written readable by their owner only.
+//! `test` makes the attempt `facekey auth` makes (`policy::attempt`: the PAM module's policy, rate limit
+//! and decision) and only prints what the decision reports for each frame; for a user with no
+//! enrolment it shows the frames (brightness, faces) without deciding. `snapshot` saves one frame.
+//! Camera bytes are parsed only in a confined child (`confine::run_confined`: files and the camera
+//! opened first, then no privileges, no file system, a seccomp allow-list); this process writes the
+//! pictures, readable by their owner only. Nothing here may start a thread before the fork.
 
 use std::fs::OpenOptions;
-use std::io::BufWriter;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,15 +17,16 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use facekey_config::Config;
 use facekey_core::camera::devices::{self, DeviceEntry};
-use facekey_core::decision::{
-    authenticate_observed, deadline_from, decide_observed, FrameReport, FrameVerdict,
-};
-use facekey_core::engine::AnalysedFace;
+use facekey_core::confine::{self, Confinement};
+use facekey_core::decision::{decide, FrameReport, FrameVerdict, DEADLINE_GRACE};
+use facekey_core::engine::{AnalysedFace, Engine};
 use facekey_core::frame::{self, FrameSource, SourceError};
 use facekey_core::liveness::{self, Motion};
+use facekey_core::models::ModelFiles;
+use facekey_core::policy::{self, SourceChoice, Verdict};
 use facekey_core::source;
-use facekey_core::store::{Enrolment, Store};
-use facekey_core::{EngineCache, Outcome};
+use facekey_core::store::{Enrolment, Sample, Store, UserName};
+use facekey_core::Stats;
 use image::{ImageEncoder, Rgb, RgbImage};
 
 use crate::{load_config, resolve_user, CliResult, Failure, UserArg};
@@ -38,6 +41,9 @@ pub(crate) struct TestArgs {
     /// Also write the last frame that held a face as a PNG, with boxes, landmarks and distances.
     #[arg(long, value_name = "FILE.png")]
     pub(crate) snapshot: Option<PathBuf>,
+    /// The PAM service whose rules apply (as for `facekey auth`).
+    #[arg(long, value_name = "NAME", default_value = "sudo")]
+    pub(crate) service: String,
 }
 
 #[derive(Args, Debug)]
@@ -191,92 +197,64 @@ fn device_json(entry: &DeviceEntry, default: bool) -> serde_json::Value {
     value
 }
 
-/// The last frame with a face, kept for `--snapshot`.
-struct Kept {
-    image: RgbImage,
-    faces: Vec<AnalysedFace>,
-    verdict: FrameVerdict,
-}
-
-/// `facekey test`: the decision, one line per frame.
+/// `facekey test`: the attempt `facekey auth` makes, one line per frame; for a user with no enrolment, the
+/// frames without a decision. Either way the frames are parsed in a confined child, which prints the lines.
 pub(crate) fn test(config_path: Option<&Path>, args: &TestArgs) -> CliResult<ExitCode> {
-    let config = load_config(config_path)?;
+    let mut config = load_config(config_path)?;
     let user = resolve_user(&args.user)?;
-    let spec = args
-        .source
-        .clone()
-        .unwrap_or_else(|| config.camera.source.clone());
+    if let Some(spec) = &args.source {
+        config.camera.source = spec.clone();
+    }
     let store = Store::new(&config.storage.faces_dir);
     let enrolment = store
         .load(&user)
         .map_err(|e| Failure::from_error("enrolment store", &e))?
         .filter(|e| !e.samples.is_empty());
     let started = Instant::now();
-    let deadline = deadline_from(&config);
     let required = config.matching.required_matches.max(1);
-    let mut open = || -> Result<Box<dyn FrameSource>, SourceError> {
-        let source = source::open_source_with(&spec, &config.camera)?;
-        println!("Source: {}", source.describe());
-        if let Some(info) = source.camera() {
-            for note in &info.notes {
-                println!("  note: {note}");
-            }
-        }
-        Ok(source)
-    };
-    let mut kept: Option<Kept> = None;
-    let mut last_at: Option<Duration> = None;
     let samples = enrolment
         .as_ref()
         .map(|e| e.samples.clone())
         .unwrap_or_default();
-    let mut observer = |r: &FrameReport<'_>| {
-        let at = started.elapsed();
-        println!("{}", frame_line(r, at, last_at, required));
-        last_at = Some(at);
-        if let (Some(image), false) = (r.image, r.faces.is_empty()) {
-            kept = Some(Kept {
-                image: image.clone(),
-                faces: r.faces.to_vec(),
-                verdict: r.verdict,
-            });
-        }
+    // The annotated frame comes back from the confined child through this file.
+    let kept = match &args.snapshot {
+        Some(_) => Some(FrameFile::new()?),
+        None => None,
     };
-    let engines = EngineCache::new();
-    let outcome = match &enrolment {
-        Some(_) => authenticate_observed(
-            user.as_str(),
-            &config,
-            &engines,
-            &mut open,
-            deadline,
-            &mut observer,
-        ),
+    let observer = frame_printer(
+        started,
+        required,
+        samples,
+        kept.as_ref().map(FrameFile::try_clone).transpose()?,
+    );
+    let stats = match &enrolment {
+        Some(_) => {
+            let camera = config.camera.clone();
+            let open = Box::new(move || open_announced(&camera.source, &camera));
+            let verdict = crate::attempt(
+                &config,
+                &user,
+                &args.service,
+                SourceChoice::Custom(open),
+                Some(Box::new(observer)),
+            );
+            println!("Decision: {verdict}");
+            let stats = match &verdict {
+                Verdict::Decided { outcome, .. } => outcome.stats().cloned(),
+                _ => None,
+            };
+            (stats, crate::exit_code(&verdict))
+        }
         None => {
             println!("{user} has no enrolled face: showing what the camera sees, without deciding");
-            let engine = engines
-                .get(&config)
-                .map_err(|e| Failure::from_error("models", &e))?;
-            let mut source = open().map_err(|e| Failure::from_error("frame source", &e))?;
-            if let Err(e) = liveness::check_infrared(&config.camera, source.as_ref()) {
-                println!("  warning: {e}");
-            }
-            let empty = Enrolment::new(&user, engine.embedder_id().clone());
-            decide_observed(
-                &engine,
-                &empty,
-                &config,
-                source.as_mut(),
-                started,
-                deadline,
-                &mut observer,
+            (
+                Some(frames_without_deciding(&config, &user, started, observer)?),
+                ExitCode::from(2),
             )
         }
     };
-    if enrolment.is_some() {
-        println!("Decision: {outcome}");
-    }
-    if let Some(stats) = outcome.stats() {
+    let (stats, code) = stats;
+    if let Some(stats) = stats {
         let first = stats
             .first_frame
             .map_or("none".to_owned(), |d| format!("{} ms", d.as_millis()));
@@ -285,26 +263,102 @@ pub(crate) fn test(config_path: Option<&Path>, args: &TestArgs) -> CliResult<Exi
             stats.frames, stats.dark_frames, stats.bad_frames, stats.still_frames
         );
     }
-    if let Some(path) = &args.snapshot {
-        match &kept {
-            Some(k) => {
-                let annotated = annotate(k, &samples);
+    if let (Some(path), Some(kept)) = (&args.snapshot, &kept) {
+        match kept.take()? {
+            Some((annotated, faces)) => {
                 write_png(path, &annotated)?;
                 println!(
-                    "Annotated frame ({} face(s)) written to {}",
-                    k.faces.len(),
+                    "Annotated frame ({faces} face(s)) written to {}",
                     path.display()
                 );
             }
             None => println!("No frame held a face: no snapshot written"),
         }
     }
-    Ok(match (&outcome, &enrolment) {
-        (_, None) => ExitCode::from(2),
-        (Outcome::Matched { .. }, _) => ExitCode::SUCCESS,
-        (Outcome::NoMatch { .. } | Outcome::NoFace { .. }, _) => ExitCode::from(1),
-        (Outcome::Unavailable(_), _) => ExitCode::from(2),
-    })
+    Ok(code)
+}
+
+/// Open `spec` with the `[camera]` settings and say what it is (`Source: ...` and the camera's notes).
+fn open_announced(
+    spec: &str,
+    camera: &facekey_config::Camera,
+) -> Result<Box<dyn FrameSource>, SourceError> {
+    let source = source::open_source_with(spec, camera)?;
+    println!("Source: {}", source.describe());
+    if let Some(info) = source.camera() {
+        for note in &info.notes {
+            println!("  note: {note}");
+        }
+    }
+    Ok(source)
+}
+
+/// The observer of `facekey test`: a line per frame and, with `keep`, the last frame that held a face,
+/// annotated, written to `keep`. It runs where the frames are parsed (the confined child).
+fn frame_printer(
+    started: Instant,
+    required: u32,
+    samples: Vec<Sample>,
+    keep: Option<FrameFile>,
+) -> impl FnMut(&FrameReport<'_>) + Send + 'static {
+    let mut last_at: Option<Duration> = None;
+    move |r: &FrameReport<'_>| {
+        let at = started.elapsed();
+        println!("{}", frame_line(r, at, last_at, required));
+        last_at = Some(at);
+        if let (Some(keep), Some(image), false) = (&keep, r.image, r.faces.is_empty()) {
+            let annotated = annotate(image, r.faces, r.verdict, &samples);
+            // A frame that cannot be handed over is reported by the parent as a short file.
+            let _ = keep.put(&annotated, r.faces.len() as u32);
+        }
+    }
+}
+
+/// Frames of a user with no enrolment, decided against none (every face "no match"), in a confined child: the
+/// model files are read and the source opened before it confines itself.
+fn frames_without_deciding(
+    config: &Config,
+    user: &UserName,
+    started: Instant,
+    mut observer: impl FnMut(&FrameReport<'_>),
+) -> CliResult<Stats> {
+    let deadline = policy::deadline_after(started, config.auth.timeout);
+    let ran = confine::run_confined(
+        deadline + DEADLINE_GRACE,
+        &Confinement::default(),
+        || {
+            (
+                ModelFiles::read(config),
+                open_announced(&config.camera.source, &config.camera),
+            )
+        },
+        |(files, source)| -> Result<Stats, Failure> {
+            let mut source = source.map_err(|e| Failure::from_error("frame source", &e))?;
+            let hint = source.frame_size_hint();
+            let engine = files
+                .and_then(|files| Engine::start_from(files, config, move || hint))
+                .map_err(|e| Failure::from_error("models", &e))?;
+            if let Err(e) = liveness::check_infrared(&config.camera, source.as_ref()) {
+                println!("  warning: {e}");
+            }
+            let empty = Enrolment::new(user, engine.embedder_id().clone());
+            let outcome = decide(
+                &engine,
+                &empty,
+                config,
+                source.as_mut(),
+                started,
+                deadline,
+                &mut observer,
+            );
+            outcome
+                .stats()
+                .cloned()
+                .ok_or_else(|| Failure::new(outcome.to_string()))
+        },
+    )
+    .map_err(|e| Failure::from_error("confined frame reader", &e))?;
+    ran.value
 }
 
 /// One frame: when, how fast, how bright, what was found, what the decision made of it.
@@ -347,7 +401,22 @@ fn frame_line(r: &FrameReport<'_>, at: Duration, last: Option<Duration>, require
     )
 }
 
-/// `facekey snapshot`: the first frame that is not dark (or the last dark one), as a PNG.
+/// What `facekey snapshot`'s confined child says about the frame it chose (the pixels come through a
+/// [`FrameFile`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Chosen {
+    format: String,
+    origin: String,
+    mean: f32,
+    dark_fraction: f32,
+    /// Dark frames read, the chosen one included when every frame was dark.
+    dark: u32,
+    /// The chosen frame is dark too: no frame was lit.
+    all_dark: bool,
+}
+
+/// `facekey snapshot`: the first frame that is not dark (or the last dark one), as a PNG. The frames are decoded
+/// in a confined child (the source is opened before it confines itself); this process writes the PNG.
 pub(crate) fn snapshot(config_path: Option<&Path>, args: &SnapshotArgs) -> CliResult<ExitCode> {
     let config = load_config(config_path)?;
     let spec = args
@@ -355,56 +424,153 @@ pub(crate) fn snapshot(config_path: Option<&Path>, args: &SnapshotArgs) -> CliRe
         .clone()
         .unwrap_or_else(|| config.camera.source.clone());
     let started = Instant::now();
-    let deadline = deadline_from(&config);
-    let mut source = source::open_source_with(&spec, &config.camera)
-        .map_err(|e| Failure::from_error("frame source", &e))?;
-    println!("Source: {}", source.describe());
-    let (mut dark, mut undecodable) = (0u32, 0u32);
-    let mut fallback = None;
-    let chosen = loop {
-        let frame = match source.next_frame(deadline) {
-            Ok(Some(f)) => f,
-            Ok(None) => break None,
-            Err(e) => return Err(Failure::from_error("frame source", &e)),
-        };
-        let Ok(image) = frame.to_rgb() else {
-            undecodable += 1;
-            continue;
-        };
-        let exposure = liveness::measure(&image);
-        if liveness::is_dark(&exposure, config.camera.dark_threshold) {
-            dark += 1;
-            fallback = Some((frame, image, exposure));
-            continue;
-        }
-        break Some((frame, image, exposure));
-    };
-    let Some((frame, image, exposure)) = chosen.or(fallback) else {
-        return Err(Failure::new(format!(
-            "no frame before the deadline ({undecodable} undecodable)"
-        )));
+    let deadline = policy::deadline_after(started, config.auth.timeout);
+    let file = FrameFile::new()?;
+    let out = file.try_clone()?;
+    let ran = confine::run_confined(
+        deadline + DEADLINE_GRACE,
+        &Confinement::default(),
+        || open_announced(&spec, &config.camera),
+        |source| -> Result<Chosen, Failure> {
+            let mut source = source.map_err(|e| Failure::from_error("frame source", &e))?;
+            let (mut dark, mut undecodable) = (0u32, 0u32);
+            let mut fallback = None;
+            let chosen = loop {
+                let frame = match source.next_frame(deadline) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break None,
+                    Err(e) => return Err(Failure::from_error("frame source", &e)),
+                };
+                let Ok(image) = frame.to_rgb() else {
+                    undecodable += 1;
+                    continue;
+                };
+                let exposure = liveness::measure(&image);
+                if liveness::is_dark(&exposure, config.camera.dark_threshold) {
+                    dark += 1;
+                    fallback = Some((frame, image, exposure));
+                    continue;
+                }
+                break Some((frame, image, exposure));
+            };
+            let all_dark = chosen.is_none();
+            let Some((frame, image, exposure)) = chosen.or(fallback) else {
+                return Err(Failure::new(format!(
+                    "no frame before the deadline ({undecodable} undecodable)"
+                )));
+            };
+            out.put(&image, 0)
+                .map_err(|e| Failure::from_error("handing the frame over", &e))?;
+            Ok(Chosen {
+                format: frame.format.to_string(),
+                origin: frame.origin.clone(),
+                mean: exposure.mean,
+                dark_fraction: exposure.dark_fraction,
+                dark,
+                all_dark,
+            })
+        },
+    )
+    .map_err(|e| Failure::from_error("confined frame reader", &e))?;
+    let chosen = ran.value?;
+    let Some((image, _)) = file.take()? else {
+        return Err(Failure::new(
+            "the confined frame reader handed over no frame",
+        ));
     };
     write_png(&args.output, &image)?;
     println!(
         "Saved {}x{} {} frame ({}; brightness {:.0}, {:.0}% dark) to {} after {} ms",
         image.width(),
         image.height(),
-        frame.format,
-        frame.origin,
-        exposure.mean,
-        exposure.dark_fraction * 100.0,
+        chosen.format,
+        chosen.origin,
+        chosen.mean,
+        chosen.dark_fraction * 100.0,
         args.output.display(),
         started.elapsed().as_millis()
     );
-    if dark > 0 && liveness::is_dark(&exposure, config.camera.dark_threshold) {
+    if chosen.all_dark {
         println!(
-            "Warning: every frame ({dark}) was dark: on an infrared camera the emitter may be off \
-             (see docs/camera.md)"
+            "Warning: every frame ({}) was dark: on an infrared camera the emitter may be off \
+             (see docs/camera.md)",
+            chosen.dark
         );
-    } else if dark > 0 {
-        println!("Skipped {dark} dark frame(s) first");
+    } else if chosen.dark > 0 {
+        println!("Skipped {} dark frame(s) first", chosen.dark);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A frame handed from a confined child to this process through an unnamed temporary file opened before the
+/// fork: the child, which can no longer open files, writes to the inherited descriptor; this process reads it
+/// once the child has ended. A pipe would fill up (a frame is larger than its buffer) while the parent waits for
+/// the child's answer.
+pub(crate) struct FrameFile(std::fs::File);
+
+/// Width, height and a count (faces), each a little-endian u32, before the RGB bytes.
+const FRAME_HEADER: usize = 12;
+
+impl FrameFile {
+    pub(crate) fn new() -> CliResult<FrameFile> {
+        tempfile::tempfile()
+            .map(FrameFile)
+            .map_err(|e| Failure::from_error("temporary file for the frame", &e))
+    }
+
+    /// A second handle on the same file (the child's).
+    pub(crate) fn try_clone(&self) -> CliResult<FrameFile> {
+        self.0
+            .try_clone()
+            .map(FrameFile)
+            .map_err(|e| Failure::from_error("temporary file for the frame", &e))
+    }
+
+    /// Replace the frame held (only lseek and write: what the confined child may call).
+    fn put(&self, image: &RgbImage, count: u32) -> std::io::Result<()> {
+        let mut file = &self.0;
+        file.seek(SeekFrom::Start(0))?;
+        let mut header = [0u8; FRAME_HEADER];
+        header[0..4].copy_from_slice(&image.width().to_le_bytes());
+        header[4..8].copy_from_slice(&image.height().to_le_bytes());
+        header[8..12].copy_from_slice(&count.to_le_bytes());
+        file.write_all(&header)?;
+        file.write_all(image.as_raw())
+    }
+
+    /// The frame last put and its count; `None` when none was.
+    fn take(&self) -> CliResult<Option<(RgbImage, u32)>> {
+        let fail =
+            |e: &dyn std::error::Error| Failure::from_error("frame from the confined child", e);
+        let mut file = &self.0;
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| fail(&e))?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let word = |i: usize| {
+            bytes
+                .get(i..i + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let (Some(width), Some(height), Some(count)) = (word(0), word(4), word(8)) else {
+            return Err(Failure::new(
+                "the confined child handed over a cut-off frame",
+            ));
+        };
+        let size = (width as usize)
+            .checked_mul(height as usize)
+            .and_then(|n| n.checked_mul(3))
+            .filter(|n| FRAME_HEADER + n <= bytes.len())
+            .ok_or_else(|| Failure::new("the confined child handed over a cut-off frame"))?;
+        bytes.truncate(FRAME_HEADER + size);
+        bytes.drain(..FRAME_HEADER);
+        let image = RgbImage::from_raw(width, height, bytes)
+            .ok_or_else(|| Failure::new("the confined child handed over a cut-off frame"))?;
+        Ok(Some((image, count)))
+    }
 }
 
 /// Write a PNG readable by its owner only: it may hold a face.
@@ -434,16 +600,20 @@ const CYAN: Rgb<u8> = Rgb([30, 200, 230]);
 
 /// The frame with each face's box (green: closer than the threshold counted, amber: a match that
 /// did not count, red: no match or no enrolment), its five landmarks and its distance.
-fn annotate(kept: &Kept, samples: &[facekey_core::store::Sample]) -> RgbImage {
-    let mut image = kept.image.clone();
+fn annotate(
+    image: &RgbImage,
+    faces: &[AnalysedFace],
+    verdict: FrameVerdict,
+    samples: &[Sample],
+) -> RgbImage {
+    let mut image = image.clone();
     let scale = (image.height() / 240).max(1);
-    for face in &kept.faces {
+    for face in faces {
         let distance = samples
             .iter()
             .map(|s| face.embedding.distance(&s.embedding))
             .reduce(f32::min);
-        let best = kept
-            .faces
+        let best = faces
             .iter()
             .filter_map(|f| {
                 samples
@@ -452,7 +622,7 @@ fn annotate(kept: &Kept, samples: &[facekey_core::store::Sample]) -> RgbImage {
                     .reduce(f32::min)
             })
             .reduce(f32::min);
-        let colour = match (kept.verdict, distance == best && distance.is_some()) {
+        let colour = match (verdict, distance == best && distance.is_some()) {
             (FrameVerdict::Match { .. }, true) => GREEN,
             (FrameVerdict::Reference | FrameVerdict::Still, true) => AMBER,
             _ => RED,

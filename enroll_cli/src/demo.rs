@@ -1,16 +1,19 @@
 //! `facekey demo`: the whole job on built-in sample faces, with no camera and no root.
 //!
 //! Enrols one person from three built-in images into a throw-away store, then authenticates another
-//! image of the same person and an image of someone else through the same decision function the PAM
-//! module uses, and prints both decisions with their distances and timings.
+//! image of the same person and an image of someone else through the entry point the PAM module uses
+//! (`policy::attempt`, in process, reusing the models loaded for the enrolment), and prints both
+//! verdicts with their distances and timings. The throw-away configuration names its own service,
+//! `facekey-demo`, as one where a face may authenticate another user (the demo's `demo`), and keeps its
+//! rate-limit state beside the store.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use facekey_config::Config;
-use facekey_core::decision::deadline_from;
+use facekey_core::policy::{self, Attempt, Request, SourceChoice, System};
 use facekey_core::store::{Enrolment, Store, UserName};
-use facekey_core::{authenticate, EngineCache};
+use facekey_core::EngineCache;
 use facekey_core::{frame, source};
 
 use crate::{load_config, CliResult, Failure};
@@ -39,6 +42,9 @@ const OTHER_PERSON: (&str, &[u8]) = (
     include_bytes!("../../tests/data/faces/johns/John_Salley/000179_02159509.jpg"),
 );
 
+/// The PAM service the demo's attempts name; only its throw-away configuration lists it.
+const DEMO_SERVICE: &str = "facekey-demo";
+
 /// The model folder of a source checkout, for running the demo before the package is installed.
 const CHECKOUT_MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
 
@@ -53,6 +59,9 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
         .tempdir()
         .map_err(|e| Failure::from_error("temporary folder", &e))?;
     config.storage.faces_dir = work.path().join("faces");
+    config.rate_limit.state_dir = work.path().join("state");
+    config.pam.services = vec![DEMO_SERVICE.to_owned()];
+    config.pam.other_user_services = vec![DEMO_SERVICE.to_owned()];
     // Frames are read under the trust rules (not writable by group or others, whatever the umask):
     // created 0600 in the 0700 folder tempfile made.
     let write = |(name, bytes): (&str, &[u8])| -> CliResult<PathBuf> {
@@ -70,7 +79,7 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
     };
 
     // One cache for the whole demo: the models load once, for enrolment and both decisions.
-    let engines = EngineCache::new();
+    let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
     let t = Instant::now();
     let engine = engines
         .get(&config)
@@ -116,18 +125,26 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
         .save(&enrolment)
         .map_err(|e| Failure::from_error("enrolment store", &e))?;
 
-    // Authenticate through the same decision the PAM module takes, the loaded models reused.
+    // Authenticate through the entry point the PAM module uses, the loaded models reused.
+    let request = Request {
+        service: Some(DEMO_SERVICE.to_owned()),
+        ..Request::from_this_process()
+    };
+    // The demo replays built-in images: no lid or logind session of this machine says anything about them.
+    let system = System::under(&work.path().join("no-system"));
     for (what, item) in [("same person", SAME_PERSON), ("someone else", OTHER_PERSON)] {
         let path = write(item)?;
-        let spec = format!("file:{}", path.display());
-        let outcome = authenticate(
-            user.as_str(),
-            &config,
-            &engines,
-            &mut || source::open_source(&spec),
-            deadline_from(&config),
-        );
-        println!("Authenticate {} ({what}): {outcome}", item.0);
+        let attempt = Attempt {
+            source: SourceChoice::Spec(format!("file:{}", path.display())),
+            ..Attempt::new(
+                user.as_str(),
+                &request,
+                &system,
+                policy::deadline_after(Instant::now(), config.auth.timeout),
+            )
+        };
+        let verdict = policy::attempt(&config, attempt, engines, &mut || {});
+        println!("Authenticate {} ({what}): {verdict}", item.0);
     }
     println!(
         "Threshold: distance below {:.2} is a match",

@@ -1,8 +1,8 @@
 //! `facekey`: enrol faces, run the authentication decision, and show it working on sample faces.
 //!
-//! A thin front end: every decision is `facekey_core::authenticate`, the same function the PAM module
-//! calls. This file only parses arguments, resolves the user and prints. Errors are one line
-//! (more with `-v`), never a panic.
+//! A thin front end: every decision is `facekey_core::policy::attempt`, the entry point the PAM module
+//! calls, with the same policy and rate limit; the frames are parsed in a confined child. This file only
+//! parses arguments, resolves the user and prints. Errors are one line (more with `-v`), never a panic.
 #![forbid(unsafe_code)]
 
 mod admin;
@@ -17,12 +17,15 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
+use facekey_core::confine::{self, Confinement};
 use facekey_core::engine::Engine;
 use facekey_core::frame::FrameSource;
+use facekey_core::models::ModelFiles;
+use facekey_core::policy::{self, Attempt, Isolation, Request, SourceChoice, System, Verdict};
 use facekey_core::settings::{self, IfMissing};
 use facekey_core::source;
-use facekey_core::store::{Enrolment, Store, UserName};
-use facekey_core::{decision, EngineCache, Outcome};
+use facekey_core::store::{EmbedderId, Enrolment, Store, UserName};
+use facekey_core::{EngineCache, Outcome};
 
 /// Face unlock for Linux: enrol faces and test the decision the PAM module takes.
 #[derive(Parser, Debug)]
@@ -65,13 +68,21 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Run the decision the PAM module runs and print it (exit 0 matched, 1 not matched, 2 unavailable).
+    /// Run the attempt the PAM module runs (policy, rate limit, decision) and print its verdict (exit 0 matched, 1
+    /// not matched or rate limited, 2 unavailable or not applicable).
+    ///
+    /// The request is the one the service `--service` would make for this command's real uid, with no remote
+    /// host: the rules of [pam] (services, allow_root, other_user_services) and the rate limit apply as for
+    /// the module, and a failure counts. Frames are parsed in a confined child process.
     Auth {
         #[command(flatten)]
         user: UserArg,
         /// Frame source instead of the configured one (file:PATH[,PATH...], dir:PATH, v4l2:DEVICE).
         #[arg(long, value_name = "SRC")]
         source: Option<String>,
+        /// The PAM service whose rules apply.
+        #[arg(long, value_name = "NAME", default_value = "sudo")]
+        service: String,
     },
     /// Enrol a sample person from built-in images and authenticate two others (no camera, no root).
     Demo,
@@ -121,8 +132,9 @@ struct AddArgs {
     samples: u32,
 }
 
-/// A failure the CLI reports: one line, plus its causes with `-v`.
-#[derive(Debug)]
+/// A failure the CLI reports: one line, plus its causes with `-v`. It crosses the pipe from a confined child
+/// (`camera_cmds`) as it is.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Failure {
     message: String,
     detail: Vec<String>,
@@ -172,11 +184,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> CliResult<ExitCode> {
     let config = || load_config(cli.config.as_deref());
     match &cli.command {
-        Command::Add(args) => add(&config()?, args).map(|_| ExitCode::SUCCESS),
+        Command::Add(args) => add(&config()?, args, cli.verbose).map(|_| ExitCode::SUCCESS),
         Command::List { user, json } => list(&config()?, user, *json).map(|_| ExitCode::SUCCESS),
         Command::Remove { user, id } => remove(&config()?, user, *id).map(|_| ExitCode::SUCCESS),
         Command::Clear { user, yes } => clear(&config()?, user, *yes).map(|_| ExitCode::SUCCESS),
-        Command::Auth { user, source } => auth(cli.config.as_deref(), user, source.as_deref()),
+        Command::Auth {
+            user,
+            source,
+            service,
+        } => auth(cli.config.as_deref(), user, source.as_deref(), service),
         Command::Demo => demo::run(cli.config.as_deref()).map(|_| ExitCode::SUCCESS),
         Command::Devices { json } => camera_cmds::devices(&config()?, *json),
         Command::Test(args) => camera_cmds::test(cli.config.as_deref(), args),
@@ -213,27 +229,53 @@ fn open_source(config: &Config, spec: Option<&str>) -> CliResult<Box<dyn FrameSo
     Ok(source)
 }
 
-fn add(config: &Config, args: &AddArgs) -> CliResult<()> {
+/// `facekey add`: the frames are parsed and embedded in a confined child (the model files read and the source
+/// opened before it confines itself); this process reads and writes the enrolment.
+fn add(config: &Config, args: &AddArgs, verbose: bool) -> CliResult<()> {
     let user = resolve_user(&args.user)?;
     let store = Store::new(&config.storage.faces_dir);
     // Read the existing enrolment first: a refused or foreign file stops here, before any capture.
     let existing = store
         .load(&user)
         .map_err(|e| Failure::from_error("enrolment store", &e))?;
-    let engine = Engine::load(config).map_err(|e| Failure::from_error("models", &e))?;
-    let mut enrolment = match existing {
-        Some(e) if e.embedder != *engine.embedder_id() => {
-            return Err(Failure::new(format!(
-            "{}: enrolled with another model (sha256 {}); run `facekey clear --user {user}` first",
-            store.path_for(&user).display(),
-            e.embedder.sha256
-        )))
-        }
-        Some(e) => e,
-        None => Enrolment::new(&user, engine.embedder_id().clone()),
-    };
-    let mut source = open_source(config, args.source.as_deref())?;
-    let embeddings = capture_samples(config, &engine, source.as_mut(), args.samples)?;
+    let enrolled_with = existing.as_ref().map(|e| e.embedder.clone());
+    let store_path = store.path_for(&user);
+    // The child's own capture deadline starts once its models are loaded; this bounds the whole child.
+    let limit = Instant::now()
+        + capture_time(config, args.samples)
+        + Duration::from_secs(CHILD_STARTUP_SECS);
+    let ran = confine::run_confined(
+        limit,
+        &Confinement::default(),
+        || {
+            (
+                ModelFiles::read(config),
+                open_source(config, args.source.as_deref()),
+            )
+        },
+        |(files, source)| -> Result<(EmbedderId, Vec<Vec<f32>>), Failure> {
+            let mut source = source?;
+            let hint = source.frame_size_hint();
+            let engine = files
+                .and_then(|files| Engine::start_from(files, config, move || hint))
+                .map_err(|e| Failure::from_error("models", &e))?;
+            let embedder = engine
+                .embedder_id()
+                .clone();
+            if let Some(found) = enrolled_with.filter(|found| *found != embedder) {
+                return Err(Failure::new(format!(
+                    "{}: enrolled with another model (sha256 {}); run `facekey clear --user {user}` first",
+                    store_path.display(),
+                    found.sha256
+                )));
+            }
+            let embeddings = capture_samples(config, &engine, source.as_mut(), args.samples)?;
+            Ok((embedder, embeddings))
+        },
+    )
+    .map_err(|e| Failure::from_error("confined capture", &e))?;
+    let (embedder, embeddings) = ran.value?;
+    let mut enrolment = existing.unwrap_or_else(|| Enrolment::new(&user, embedder));
     let label = args.label.clone().unwrap_or_else(|| format!("{user}"));
     let ids: Vec<u32> = embeddings
         .into_iter()
@@ -253,7 +295,18 @@ fn add(config: &Config, args: &AddArgs) -> CliResult<()> {
         ids.len(),
         store.path_for(&user).display()
     );
+    if verbose {
+        println!("Frames parsed confined: {}", ran.confined);
+    }
     Ok(())
+}
+
+/// Seconds a confined child may take, before its own capture deadline starts, to parse the models.
+const CHILD_STARTUP_SECS: u64 = 10;
+
+/// Enrolment is interactive: each sample gets the authentication timeout, plus a little to settle.
+fn capture_time(config: &Config, wanted: u32) -> Duration {
+    Duration::from_secs_f64(config.auth.timeout * wanted as f64 + 2.0)
 }
 
 /// Read frames until `wanted` frames each held exactly one face; frames with none or several are skipped.
@@ -263,9 +316,7 @@ fn capture_samples(
     source: &mut dyn FrameSource,
     wanted: u32,
 ) -> CliResult<Vec<Vec<f32>>> {
-    // Enrolment is interactive: give each sample the authentication timeout, plus a little to settle.
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(config.auth.timeout * wanted as f64 + 2.0);
+    let deadline = Instant::now() + capture_time(config, wanted);
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(wanted as u64);
         bar.set_style(
@@ -408,29 +459,64 @@ fn clear(config: &Config, user: &UserArg, yes: bool) -> CliResult<()> {
     Ok(())
 }
 
-fn auth(config_path: Option<&Path>, user: &UserArg, source: Option<&str>) -> CliResult<ExitCode> {
+fn auth(
+    config_path: Option<&Path>,
+    user: &UserArg,
+    source: Option<&str>,
+    service: &str,
+) -> CliResult<ExitCode> {
     // Configuration and user problems are "unavailable" (exit 2), as they are for the PAM module.
-    let mut config = load_config(config_path)?;
+    let config = load_config(config_path)?;
     let user = resolve_user(user)?;
-    if let Some(spec) = source {
-        config.camera.source = spec.to_owned();
+    let source = source.map_or(SourceChoice::Configured, |s| {
+        SourceChoice::Spec(s.to_owned())
+    });
+    let verdict = attempt(&config, &user, service, source, None);
+    println!("{verdict}");
+    Ok(exit_code(&verdict))
+}
+
+/// The attempt `facekey auth` and `facekey test` make, through the entry point the PAM module uses: the
+/// request `service` would make for this command's real uid (no PAM_RUSER, no remote host), on `source`,
+/// decided in a confined child (nothing in this process has started a thread yet).
+fn attempt(
+    config: &Config,
+    user: &UserName,
+    service: &str,
+    source: SourceChoice,
+    observer: Option<policy::Observer>,
+) -> Verdict {
+    // Unused by a confined attempt (the child loads the models), but the entry point takes one.
+    static ENGINES: std::sync::LazyLock<EngineCache> = std::sync::LazyLock::new(EngineCache::new);
+    let request = Request {
+        service: Some(service.to_owned()),
+        ..Request::from_this_process()
+    };
+    let system = System::real();
+    let attempt = Attempt {
+        isolation: Isolation::Confined,
+        source,
+        observer,
+        ..Attempt::new(
+            user.as_str(),
+            &request,
+            &system,
+            policy::deadline_after(Instant::now(), config.auth.timeout),
+        )
+    };
+    policy::attempt(config, attempt, &ENGINES, &mut || {})
+}
+
+/// 0 matched; 1 a face not matched, none seen, or rate limited (the module's PAM_AUTH_ERR); 2 unavailable or not
+/// applicable (PAM_AUTHINFO_UNAVAIL).
+fn exit_code(verdict: &Verdict) -> ExitCode {
+    match verdict {
+        Verdict::Decided { outcome, .. } => match outcome {
+            Outcome::Matched { .. } => ExitCode::SUCCESS,
+            Outcome::NoMatch { .. } | Outcome::NoFace { .. } => ExitCode::from(1),
+            Outcome::Unavailable(_) => ExitCode::from(2),
+        },
+        Verdict::RateLimited(_) => ExitCode::from(1),
+        Verdict::NotApplicable(_) | Verdict::RateLimitBroken(_) => ExitCode::from(2),
     }
-    // The same deadline-bounded decision the PAM module runs (without its PAM-only policy: service,
-    // remote session, rate limit). The engine cache lives as long as this one-shot process.
-    let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
-    let camera = config.clone();
-    let outcome = decision::authenticate_before(
-        user.as_str(),
-        &config,
-        engines,
-        Box::new(move || decision::open_configured_source(&camera)),
-        decision::deadline_from(&config),
-        decision::DEADLINE_GRACE,
-    );
-    println!("{outcome}");
-    Ok(match outcome {
-        Outcome::Matched { .. } => ExitCode::SUCCESS,
-        Outcome::NoMatch { .. } | Outcome::NoFace { .. } => ExitCode::from(1),
-        Outcome::Unavailable(_) => ExitCode::from(2),
-    })
 }

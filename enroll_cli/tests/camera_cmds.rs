@@ -214,3 +214,76 @@ fn snapshot_of_only_dark_frames_saves_one_and_warns_about_the_emitter() {
     assert!(text(&out).contains("emitter may be off"), "{}", text(&out));
     assert!(png.exists());
 }
+
+/// The uid a "confined: uid N ..." report names (the account the frames were parsed as).
+fn confined_uid(text: &str, marker: &str) -> u32 {
+    let rest = &text[text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no '{marker}' in: {text}"))
+        + marker.len()..];
+    rest.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no uid after '{marker}' in: {text}"))
+}
+
+#[test]
+fn test_parses_the_frames_in_a_confined_unprivileged_process() {
+    let env = Env::new("");
+    enrol_simm(&env);
+    let simm = chips("John_Simm");
+    let source = file_source(&[&simm[10]]);
+    let out = env.run(&["test", "--user", "root", "--source", &source]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The frame line was printed by the confined child; the decision says how it was confined.
+    assert_eq!(frame_lines(&out).len(), 1, "{stdout}");
+    let decision = stdout
+        .lines()
+        .find(|l| l.starts_with("Decision: matched"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // These tests run as root: the child dropped to an unprivileged account before parsing.
+    assert_ne!(
+        confined_uid(decision, "decided confined: uid "),
+        0,
+        "{decision}"
+    );
+    assert!(decision.contains("no_new_privs true"), "{decision}");
+    assert!(decision.contains("seccomp"), "{decision}");
+}
+
+#[test]
+fn add_parses_the_frames_confined_and_writes_a_root_owned_private_enrolment() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("");
+    let source = file_source(&[&chips("John_Simm")[0], &chips("John_Simm")[1]]);
+    let out = env.run(&[
+        "-v",
+        "add",
+        "--user",
+        "root",
+        "--source",
+        &source,
+        "--samples",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Added 2 sample(s) for root as 'root': id 1-2"),
+        "{stdout}"
+    );
+    assert_ne!(
+        confined_uid(&stdout, "Frames parsed confined: uid "),
+        0,
+        "{stdout}"
+    );
+    // The enrolment is written by the privileged parent, not the child.
+    let meta = std::fs::metadata(env.store_file("root")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // And the decision finds it.
+    let probe = file_source(&[&chips("John_Simm")[10]]);
+    let out = env.run(&["auth", "--user", "root", "--source", &probe]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

@@ -240,3 +240,44 @@ fn missing_source_is_unavailable() {
         stdout(&out)
     );
 }
+
+#[test]
+fn auth_applies_the_module_policy_and_rate_limit() {
+    let env = Env::new("");
+    // Two failures allowed in the window, as an administrator could set.
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        config.replace("[rate_limit]\n", "[rate_limit]\nmax_failures = 2\n"),
+    )
+    .unwrap();
+    assert!(enrol(&env, "root", "John_Simm").status.success());
+    let genuine = file_source(&chips("John_Simm")[5..6]);
+    let impostor = file_source(&chips("John_Salley")[5..6]);
+
+    // A service the configuration does not list: not applicable, whatever the face.
+    let out = env.run(&[
+        "auth",
+        "--user",
+        "root",
+        "--service",
+        "sshd",
+        "--source",
+        &genuine,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("not applicable: service 'sshd'"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Two failures, then even the genuine face is refused without a decision.
+    for _ in 0..2 {
+        let out = env.run(&["auth", "--user", "root", "--source", &impostor]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    }
+    let out = env.run(&["auth", "--user", "root", "--source", &genuine]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("rate limited"), "{}", stdout(&out));
+}

@@ -25,11 +25,11 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, Once};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
 use facekey_core::decision::Outcome;
-use facekey_core::policy::{self, AttemptInput, Isolation, Request, System, Verdict};
+use facekey_core::policy::{self, Attempt, Request, System, Verdict};
 use facekey_core::protocol::{
     CheckRequest, VerdictKind, VerdictSummary, HELPER_PATH, PROTOCOL_VERSION,
 };
@@ -245,17 +245,17 @@ fn authenticate(
         request.tty.as_deref().unwrap_or("-")
     );
     let silent = flags & PAM_SILENT != 0;
-    let input = AttemptInput {
-        user: &user,
-        request: &request,
-        system: &System::real(),
-        deadline: policy::deadline_after(started, timeout),
-        now: SystemTime::now(),
-        isolation: Isolation::InProcess,
-    };
+    let system = System::real();
+    // In process, on the configured source, no observer: what the module runs.
+    let attempt = Attempt::new(
+        &user,
+        &request,
+        &system,
+        policy::deadline_after(started, timeout),
+    );
     let warm = MODELS_LOADED.load(Ordering::Relaxed);
     let decision_started = Instant::now();
-    let verdict = policy::attempt(&config, &input, &ENGINES, &mut || {
+    let verdict = policy::attempt(&config, attempt, &ENGINES, &mut || {
         if config.pam.detection_notice && !silent {
             inform(pamh, "Looking for face...");
         }

@@ -51,7 +51,8 @@ pub fn facekey(config: &Path, args: &[&str]) -> Output {
     out
 }
 
-/// A private configuration (store inside a temp dir, the repository's models, plus `extra` TOML).
+/// A private configuration (store and rate-limit state inside a temp dir, the repository's models, faces of
+/// root allowed since the tests run as root and enrol it, plus `extra` TOML).
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -65,9 +66,11 @@ impl Env {
         std::fs::write(
             &config,
             format!(
-                "[storage]\nfaces_dir = \"{}\"\n[models]\ndir = \"{}\"\n{extra}",
+                "[storage]\nfaces_dir = \"{}\"\n[models]\ndir = \"{}\"\n{extra}\n\
+                 [rate_limit]\nstate_dir = \"{}\"\n[pam]\nallow_root = true\n",
                 dir.path().join("faces").display(),
-                repo("models").canonicalize().unwrap().display()
+                repo("models").canonicalize().unwrap().display(),
+                dir.path().join("state").display()
             ),
         )
         .unwrap();
