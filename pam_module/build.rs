@@ -1,7 +1,7 @@
 //! Link flags for the PAM module.
 //!
 //! `-z nodelete`: `pam_end` unloads modules with `dlclose`, but a decision that outlived its deadline may still be
-//! running on a worker thread inside this library (see `facekey_core::decision::authenticate_before`), and the
+//! running on a worker thread inside this library (see `facekey_core::policy::attempt`, `Isolation::InProcess`), and the
 //! loaded models should outlive one PAM transaction in a long-running screen locker. Marking the object
 //! NODELETE keeps it mapped until the process exits.
 //!
