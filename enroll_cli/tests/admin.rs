@@ -91,8 +91,14 @@ impl System {
     }
 
     /// The configuration: `source`, the models in `models`, the store and the rate-limit state under the
-    /// root, then `extra` (sections not named here).
+    /// root, then `extra` (sections not named here), and faces of root allowed (`facekey auth` applies the
+    /// module's policy, and these tests enrol root).
     fn write_config(&self, source: &str, models: &Path, extra: &str) {
+        let extra = if extra.contains("[pam]\n") {
+            extra.replacen("[pam]\n", "[pam]\nallow_root = true\n", 1)
+        } else {
+            format!("{extra}[pam]\nallow_root = true\n")
+        };
         fs::write(
             &self.config,
             format!(
