@@ -241,3 +241,27 @@ extern "C" fn converse(
     });
     result.unwrap_or(PAM_CONV_ERR)
 }
+
+/// The code a face decision gives here: `code`, unless this process is in a remote logind session, where the
+/// module rightly refuses every face decision with PAM_AUTHINFO_UNAVAIL (a developer's machine over ssh).
+pub fn face_decision(code: c_int) -> c_int {
+    use facekey_core::policy::{remote_session, System};
+    match remote_session(&System::real()) {
+        Some(session) => {
+            eprintln!("running in remote logind session {session}: face decisions are refused");
+            PAM_AUTHINFO_UNAVAIL
+        }
+        None => code,
+    }
+}
+
+/// `actual` is `expected`, by name in the message.
+pub fn assert_code(actual: c_int, expected: c_int, what: &str) {
+    assert_eq!(
+        actual,
+        expected,
+        "{what}: got {}, expected {}",
+        code_name(actual),
+        code_name(expected)
+    );
+}

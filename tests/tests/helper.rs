@@ -9,9 +9,10 @@ use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use facekey_core::policy::{self, System};
 use facekey_e2e::module;
-use facekey_e2e::pam::{code_name, Transaction, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_SUCCESS};
+use facekey_e2e::pam::{
+    assert_code, face_decision, Transaction, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_SUCCESS,
+};
 use facekey_e2e::world::{face, set_mode, World, ENROLLED, OTHER, PROBE_IMAGE, USER};
 
 /// PAM_SILENT.
@@ -20,24 +21,6 @@ const SILENT: c_int = 0x8000;
 /// The timeout the services here give the module (`timeout=`), and the most it may take beyond it.
 const TIMEOUT: Duration = Duration::from_secs(1);
 const SLACK: Duration = Duration::from_millis(250);
-
-fn assert_code(actual: c_int, expected: c_int, what: &str) {
-    assert_eq!(
-        actual,
-        expected,
-        "{what}: got {}, expected {}",
-        code_name(actual),
-        code_name(expected)
-    );
-}
-
-/// The code a face decision gives here: `code`, unless this process is in a remote logind session.
-fn face_decision(code: c_int) -> c_int {
-    match policy::remote_session(&System::real()) {
-        Some(_) => PAM_AUTHINFO_UNAVAIL,
-        None => code,
-    }
-}
 
 /// The helper built beside the module.
 fn real_helper() -> PathBuf {

@@ -18,32 +18,13 @@ use facekey_config::RateLimit;
 use facekey_core::policy::{self, System};
 use facekey_core::ratelimit::RateLimiter;
 use facekey_core::store::UserName;
-use facekey_e2e::pam::{code_name, Transaction, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_SUCCESS};
+use facekey_e2e::pam::{
+    assert_code, face_decision, Transaction, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_SUCCESS,
+};
 use facekey_e2e::world::{face, hanging_fifo, set_mode, World, ENROLLED, OTHER, PROBE_IMAGE, USER};
 
 /// PAM_SILENT.
 const SILENT: c_int = 0x8000;
-
-/// The code a face decision gives here: `code`, unless this process is in a remote logind session.
-fn face_decision(code: c_int) -> c_int {
-    match policy::remote_session(&System::real()) {
-        Some(session) => {
-            eprintln!("running in remote logind session {session}: face decisions are refused");
-            PAM_AUTHINFO_UNAVAIL
-        }
-        None => code,
-    }
-}
-
-fn assert_code(actual: c_int, expected: c_int, what: &str) {
-    assert_eq!(
-        actual,
-        expected,
-        "{what}: got {}, expected {}",
-        code_name(actual),
-        code_name(expected)
-    );
-}
 
 /// A world with the usual person enrolled for [`USER`] and service `sudo` reading configuration `main`, whose
 /// source replays `images`.
