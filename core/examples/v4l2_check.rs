@@ -27,10 +27,12 @@ use facekey_core::camera::{devices, Camera, Settings, STALE_AFTER};
 use facekey_core::decision::{Outcome, Unavailable};
 use facekey_core::engine::Engine;
 use facekey_core::frame::{FrameSource, PixelFormat, Rotation, SourceError};
-use facekey_core::policy::{self, Attempt, Request, System, Verdict};
+use facekey_core::policy::{self, Attempt, Observer, Request, System, Verdict};
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::{liveness, EngineCache};
 use image::RgbImage;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// vivid's 75% colour bars, left to right, in R'G'B' (v4l2-tpg-core.c: tpg_colors and the
 /// "Standard ITU-R 75% color bar sequence"; white is TPG_COLOR_CSC_WHITE, black 100% black).
@@ -464,28 +466,47 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
         }
     }
     drop(engine);
-    // A cold decision, as a fresh sudo would run it: models load while the camera starts.
+    // A cold decision, as a fresh sudo would run it: models load while the camera starts. The attempt
+    // answers by the timeout plus 250 ms (the module's promise), whatever the frames cost: on the emulated
+    // CPU one frame's analysis takes about as long as the grace allows many times over, so the answer is
+    // "no face" when the last frame ended in time and "unavailable: no decision before the deadline" when it
+    // did not; either way frames were read from vivid and analysed (the observer counts them).
     let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
+    let analysed = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&analysed);
     let started = Instant::now();
-    let outcome = attempt_as_sudo(&config, engines);
+    let outcome = attempt_as_sudo(
+        &config,
+        engines,
+        Some(Box::new(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })),
+    );
     let elapsed = started.elapsed();
-    let limit = Duration::from_secs_f64(config.auth.timeout) + analysis * 2;
-    let stats = outcome.stats().cloned().unwrap_or_default();
+    let limit = Duration::from_secs_f64(config.auth.timeout) + Duration::from_millis(250);
+    let frames = analysed.load(Ordering::Relaxed);
     println!(
-        "MEASURE decision on vivid (cold: models load while the camera starts): first frame read after {} ms, {} frame(s) analysed, outcome after {} ms",
-        stats.first_frame.map_or(0, |d| d.as_millis()),
-        stats.frames,
+        "MEASURE decision on vivid (cold: models load while the camera starts; {} ms per frame): {frames} frame(s) analysed, outcome after {} ms",
+        analysis.as_millis(),
         elapsed.as_millis()
     );
+    let in_time = match &outcome {
+        Outcome::NoFace { .. } => true,
+        Outcome::Unavailable(e) => e.to_string().contains("no decision before the deadline"),
+        _ => false,
+    };
     checks.check(
-        "decision on vivid: no face, by the timeout plus one frame's analysis",
-        matches!(outcome, Outcome::NoFace { .. }) && elapsed <= limit && stats.frames > 0,
-        format!("{outcome} (limit {} ms)", limit.as_millis()),
+        "decision on vivid: no face (or no decision) by the timeout plus 250 ms, frames analysed",
+        in_time && elapsed <= limit && frames > 0,
+        format!(
+            "{outcome}; {frames} frame(s) analysed (limit {} ms)",
+            limit.as_millis()
+        ),
     );
     // require_ir: refused as unavailable, before any frame.
     config.camera.require_ir = true;
     let started = Instant::now();
-    let outcome = attempt_as_sudo(&config, engines);
+    let outcome = attempt_as_sudo(&config, engines, None);
     checks.check(
         "decision refuses vivid under require_ir",
         matches!(
@@ -498,14 +519,21 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
 
 /// The attempt the PAM module makes for root on `sudo` (real uid 0), and its outcome; a verdict without a
 /// decision (policy, rate limit) as an internal error naming it.
-fn attempt_as_sudo(config: &facekey_config::Config, engines: &'static EngineCache) -> Outcome {
+fn attempt_as_sudo(
+    config: &facekey_config::Config,
+    engines: &'static EngineCache,
+    observer: Option<Observer>,
+) -> Outcome {
     let request = Request {
         service: Some("sudo".into()),
         ..Request::from_this_process()
     };
     let system = System::real();
     let deadline = policy::deadline_after(Instant::now(), config.auth.timeout);
-    let attempt = Attempt::new("root", &request, &system, deadline);
+    let attempt = Attempt {
+        observer,
+        ..Attempt::new("root", &request, &system, deadline)
+    };
     match policy::attempt(config, attempt, engines, &mut || {}) {
         Verdict::Decided { outcome, .. } => outcome,
         other => Outcome::Unavailable(Unavailable::Internal(other.to_string())),

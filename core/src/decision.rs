@@ -558,7 +558,7 @@ fn run_before(
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
             Outcome::Unavailable(Unavailable::Source(SourceError::Device {
                 device: config.camera.source.clone(),
-                reason: "no decision before the deadline: the frame source blocked or stalled"
+                reason: "no decision before the deadline: the frame source blocked or stalled, or a frame's analysis ran past it"
                     .into(),
             }))
         }
