@@ -75,7 +75,7 @@ fn read_request(until: Instant) -> Result<CheckRequest, String> {
         if let Some(line) = lines.next_line().map_err(|e| e.to_string())? {
             return protocol::decode_request(&line).map_err(|e| e.to_string());
         }
-        if !readable(&io::stdin(), until) {
+        if !protocol::wait_readable(&io::stdin(), until).unwrap_or(false) {
             return Err("no request line in time".into());
         }
         match stdin.read(&mut chunk) {
@@ -84,28 +84,6 @@ fn read_request(until: Instant) -> Result<CheckRequest, String> {
             Ok(n) => lines.push(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("reading the request: {e}")),
-        }
-    }
-}
-
-/// Whether `fd` became readable (or was closed) before `until`.
-fn readable(fd: &impl std::os::fd::AsFd, until: Instant) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags};
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let ms = left.as_micros().div_ceil(1000) as i64;
-        let timeout = rustix::time::Timespec {
-            tv_sec: ms / 1000,
-            tv_nsec: (ms % 1000) * 1_000_000,
-        };
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) => return true,
-            Err(_) => return false,
         }
     }
 }

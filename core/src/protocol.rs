@@ -214,6 +214,33 @@ fn check_version(line: &[u8]) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// Wait until `fd` is readable (or closed), `Ok(false)` once `until` passes first: how both ends wait for the
+/// other's next line without ever waiting past their deadline.
+pub fn wait_readable(
+    fd: &impl std::os::fd::AsFd,
+    until: std::time::Instant,
+) -> std::io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        // Whole milliseconds, rounded up, so a wait never ends before `until`.
+        let ms = left.as_micros().div_ceil(1000).min(60_000) as i64;
+        let timeout = rustix::time::Timespec {
+            tv_sec: ms / 1000,
+            tv_nsec: (ms % 1000) * 1_000_000,
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Collects bytes into lines of at most [`MAX_LINE`] bytes: the reading side of both ends.
 #[derive(Debug, Default)]
 pub struct LineBuffer {

@@ -10,16 +10,13 @@
 //! kind `matched` in this protocol version. Dies, hangs, garbage or silence are errors.
 
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use facekey_core::protocol::{self, Body, CheckRequest, LineBuffer, ProtocolError, VerdictSummary};
 use facekey_core::trust::{self, TrustError};
-use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
-use rustix::time::Timespec;
 
 use crate::ffi;
 
@@ -117,36 +114,13 @@ fn converse(
                 Body::Refused(reason) => return Err(HelperError::Refused(reason)),
             }
         }
-        if !wait_readable(&stdout, give_up)? {
+        if !protocol::wait_readable(&stdout, give_up)? {
             return Err(HelperError::Late(Duration::ZERO));
         }
         match stdout.read(&mut chunk) {
             Ok(0) => return Ok(None),
             Ok(n) => lines.push(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Wait until `fd` is readable (or closed), or `until` passes (`false`).
-fn wait_readable(fd: &impl AsFd, until: Instant) -> io::Result<bool> {
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        // Whole milliseconds, rounded up, so a wait never ends before `until`.
-        let ms = left.as_micros().div_ceil(1000).min(60_000) as i64;
-        let timeout = Timespec {
-            tv_sec: ms / 1000,
-            tv_nsec: (ms % 1000) * 1_000_000,
-        };
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => continue,
-            Ok(_) => return Ok(true),
-            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -161,7 +135,7 @@ fn finish(child: &mut Child, give_up: Instant) -> io::Result<Option<ExitStatus>>
     // The child is not reaped yet, so its pid cannot have been reused: the pidfd names this very process.
     let pid = Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("pid 0"))?;
     let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
-    if wait_readable(&pidfd, give_up)? {
+    if protocol::wait_readable(&pidfd, give_up)? {
         return child.wait().map(Some);
     }
     match pidfd_send_signal(&pidfd, Signal::KILL) {
