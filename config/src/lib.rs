@@ -28,7 +28,11 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.toml");
 /// Default `matching.threshold`: the largest embedding distance still accepted as the same face.
 ///
 /// The one place this number lives; the shipped file must say the same (a test checks).
-pub const DEFAULT_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_THRESHOLD: f32 = 0.42;
+
+/// Default `matching.required_matches`: how many frames the rule needs. Chosen with `threshold` and `rule` by
+/// the criterion in docs/accuracy.md.
+pub const DEFAULT_REQUIRED_MATCHES: u32 = 1;
 
 /// PAM services facekey answers for by default: the password services that Debian's packages of login, sudo,
 /// su (util-linux), polkit and the display managers and lock screens install under /etc/pam.d or
@@ -145,6 +149,9 @@ pub struct Detection {
     pub nms_iou: f32,
     /// Detections smaller than this (pixels, in the original frame) are ignored.
     pub min_face_size: u32,
+    /// Look again, at a larger scale and then with contrast stretched, when the first look finds only a
+    /// candidate under `score_threshold`.
+    pub second_look: bool,
 }
 
 impl Default for Detection {
@@ -152,6 +159,7 @@ impl Default for Detection {
         Detection {
             max_height: 320,
             score_threshold: 0.9,
+            second_look: true,
             nms_iou: 0.3,
             min_face_size: 40,
         }
@@ -214,13 +222,33 @@ pub struct Matching {
     pub threshold: f32,
     /// How many frames must match before the user is accepted. At least 1.
     pub required_matches: u32,
+    /// How the frames of one attempt combine into a decision.
+    pub rule: MatchRule,
+}
+
+/// How the frames of one attempt combine into a decision (`[matching] rule`). Every rule counts only
+/// frames that pass the liveness checks. Written in kebab-case in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchRule {
+    /// `required_matches` frames closer than the threshold, anywhere in the attempt.
+    #[default]
+    Frames,
+    /// `required_matches` frames in a row closer than the threshold (a frame with a face that does not
+    /// match starts the count again).
+    Consecutive,
+    /// `required_matches` frames closer than the threshold to the same enrolled sample.
+    SameSample,
+    /// The mean of the attempt's `required_matches` best frames closer than the threshold.
+    MeanOfBest,
 }
 
 impl Default for Matching {
     fn default() -> Self {
         Matching {
             threshold: DEFAULT_THRESHOLD,
-            required_matches: 1,
+            required_matches: DEFAULT_REQUIRED_MATCHES,
+            rule: MatchRule::default(),
         }
     }
 }

@@ -57,11 +57,11 @@ rejects! {
     unknown_key_in_detection_is_rejected:
         "[detection]\nmax_heigth = 3\n"
         => line 2, key "detection.max_heigth",
-        says "unknown key (expected one of max_height, score_threshold, nms_iou, min_face_size)";
+        says "unknown key (expected one of max_height, score_threshold, nms_iou, min_face_size, second_look)";
     unknown_key_in_models_is_rejected:
         "[models]\ndetector = \"/x.onnx\"\n" => line 2, key "models.detector", says "unknown key (expected one of dir, embedder, detector_file,";
     unknown_key_in_matching_is_rejected:
-        "[matching]\ntreshold = 0.4\n" => line 2, key "matching.treshold", says "unknown key (expected one of threshold, required_matches)";
+        "[matching]\ntreshold = 0.4\n" => line 2, key "matching.treshold", says "unknown key (expected one of threshold, required_matches, rule)";
     unknown_key_in_auth_is_rejected:
         "[auth]\ntimout = 3\n" => line 2, key "auth.timout", says "unknown key (expected timeout)";
     unknown_key_in_storage_is_rejected:

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use facekey_config::{
-    Auth, Camera, Config, ConfigError, Detection, EmbedderKind, General, Matching, Models, Pam,
-    RateLimit, Storage,
+    Auth, Camera, Config, ConfigError, Detection, EmbedderKind, General, MatchRule, Matching,
+    Models, Pam, RateLimit, Storage,
 };
 
 const ORIGIN: &str = "/test/facekey.toml";
@@ -34,6 +34,7 @@ max_height = 480
 score_threshold = 0.75
 nms_iou = 0.45
 min_face_size = 64
+second_look = false
 
 [models]
 dir = "/opt/facekey/models"
@@ -44,8 +45,9 @@ embedder_file = "/opt/facekey/embedder.onnx"
 embedder_sha256 = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
 
 [matching]
-threshold = 0.42
+threshold = 0.38
 required_matches = 3
+rule = "same-sample"
 
 [auth]
 timeout = 7.5
@@ -86,6 +88,7 @@ fn every_key_expected() -> Config {
             score_threshold: 0.75,
             nms_iou: 0.45,
             min_face_size: 64,
+            second_look: false,
         },
         models: Models {
             dir: PathBuf::from("/opt/facekey/models"),
@@ -96,8 +99,9 @@ fn every_key_expected() -> Config {
             embedder_sha256: Some("cd".repeat(32)),
         },
         matching: Matching {
-            threshold: 0.42,
+            threshold: 0.38,
             required_matches: 3,
+            rule: MatchRule::SameSample,
         },
         auth: Auth { timeout: 7.5 },
         storage: Storage {

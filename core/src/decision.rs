@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use facekey_config::Config;
 
-use crate::engine::{AnalyseError, AnalysedFace, Engine, EngineCache};
+use crate::engine::{AnalyseError, AnalysedFace, Analyser, Engine, EngineCache};
 use crate::frame::{self, Frame, FrameSource, SourceError};
 use crate::liveness::{self, Exposure, FaceMotion, Motion};
 use crate::models::ModelError;
+use crate::rule::Matcher;
 use crate::store::{Enrolment, Store, StoreError, UserName};
 
 /// What happened while deciding.
@@ -72,16 +73,19 @@ pub enum FrameVerdict {
     Reference,
     /// A matching face that had not changed since the previous frame: refused.
     Still,
-    /// A matching face; `streak` matching frames in a row.
+    /// A face that matches by itself, counted by the rule: `count` frames count towards it so far
+    /// ([`crate::rule::Matcher::progress`]).
     Match {
-        streak: u32,
+        count: u32,
     },
 }
 
 /// The decision.
 #[derive(Debug)]
 pub enum Outcome {
-    /// A face matched an enrolled sample of the user.
+    /// The frames met the matching rule against the user's enrolled samples. `distance` is the figure the rule
+    /// compared with the threshold (the k-th frame's distance, or the mean of the k best); `sample_id` the sample
+    /// closest to the frame that completed it.
     Matched {
         label: String,
         sample_id: u32,
@@ -307,7 +311,7 @@ pub(crate) fn decide_opened(
         }));
     }
     decide(
-        &engine,
+        engine.as_ref(),
         &enrolment,
         config,
         source.as_mut(),
@@ -317,20 +321,20 @@ pub(crate) fn decide_opened(
     )
 }
 
-/// Read frames until one holds a face close enough to one of `enrolment`'s samples (as many
-/// consecutive matching frames as `matching.required_matches` asks), the source ends, or the deadline,
-/// telling `observer` about every frame (`|_| {}` when nobody listens).
+/// Read frames until the matching rule ([`crate::rule`]: `[matching] rule`, `required_matches`, `threshold`)
+/// accepts the faces seen so far against `enrolment`'s samples, the source ends, or the deadline, telling
+/// `observer` about every frame (`|_| {}` when nobody listens).
 ///
-/// Dark frames are skipped before analysis; on a camera a matching face counts only once it has
-/// changed since the previous face ([`liveness`]).
+/// Dark frames are skipped before analysis; on a camera a face counts only once it has changed since the
+/// previous face ([`liveness`]): the first face is the reference, an unchanged one is refused.
 ///
-/// This is the one public way to decide below [`crate::policy::attempt`], for an engine already loaded
+/// This is the one public way to decide below [`crate::policy::attempt`], for an analyser already loaded
 /// and a source already open: benches and evaluation tools measure the frames with it, and the CLI shows
 /// what the camera sees for a user with no enrolment. It applies no policy, no rate limit and no hard
 /// deadline (a source that blocks holds it up): anything that lets someone in goes through
 /// [`crate::policy::attempt`].
 pub fn decide(
-    engine: &Engine,
+    engine: &dyn Analyser,
     enrolment: &Enrolment,
     config: &Config,
     source: &mut dyn FrameSource,
@@ -338,11 +342,9 @@ pub fn decide(
     deadline: Instant,
     observer: &mut dyn FnMut(&FrameReport<'_>),
 ) -> Outcome {
-    let threshold = config.matching.threshold;
-    let required = config.matching.required_matches.max(1);
+    let mut matcher = Matcher::new(&config.matching);
     let mut stats = Stats::default();
     let mut best = f32::INFINITY;
-    let mut streak = 0u32;
     let mut motion_check =
         FaceMotion::new(config.camera.min_face_change, source.camera().is_some());
     while Instant::now() < deadline {
@@ -405,11 +407,14 @@ pub fn decide(
             Err(e) => return Outcome::Unavailable(Unavailable::Internal(e.to_string())),
         };
         stats.faces += faces.len() as u32;
-        // Any enrolled face among those in the frame counts: (distance, sample, face).
+        // Any enrolled face among those in the frame counts: each sample's distance to its closest face, and the
+        // closest (distance, sample, face) of all.
+        let mut per_sample = vec![f32::INFINITY; enrolment.samples.len()];
         let mut frame_best: Option<(f32, usize, usize)> = None;
         for (j, face) in faces.iter().enumerate() {
             for (i, sample) in enrolment.samples.iter().enumerate() {
                 let d = face.embedding.distance(&sample.embedding);
+                per_sample[i] = per_sample[i].min(d);
                 if frame_best.is_none_or(|(b, _, _)| d < b) {
                     frame_best = Some((d, i, j));
                 }
@@ -422,33 +427,37 @@ pub fn decide(
         let motion = subject
             .and_then(|j| liveness::face_crop(&image, &faces[j].face))
             .map(|crop| motion_check.observe(crop));
+        let mut accepted = None;
         let verdict = match frame_best {
-            Some((d, _, _)) if d < threshold => {
+            Some((d, _, _)) => {
                 best = best.min(d);
                 let counts = match motion {
                     Some(m) => motion_check.may_count(m),
                     None => config.camera.min_face_change <= 0.0,
                 };
-                if counts {
-                    streak += 1;
-                    FrameVerdict::Match { streak }
-                } else {
-                    streak = 0;
-                    if matches!(motion, Some(Motion::Still(_))) {
+                if !counts {
+                    matcher.interrupt();
+                    if !matcher.matches(d) {
+                        FrameVerdict::NoMatch
+                    } else if matches!(motion, Some(Motion::Still(_))) {
                         stats.still_frames += 1;
                         FrameVerdict::Still
                     } else {
                         FrameVerdict::Reference
                     }
+                } else {
+                    accepted = matcher.observe(&per_sample);
+                    if accepted.is_some() || matcher.matches(d) {
+                        FrameVerdict::Match {
+                            count: matcher.progress(),
+                        }
+                    } else {
+                        FrameVerdict::NoMatch
+                    }
                 }
             }
-            Some((d, _, _)) => {
-                best = best.min(d);
-                streak = 0;
-                FrameVerdict::NoMatch
-            }
             None => {
-                streak = 0;
+                matcher.interrupt();
                 if faces.is_empty() {
                     FrameVerdict::NoFace
                 } else {
@@ -466,17 +475,15 @@ pub fn decide(
             motion,
             verdict,
         );
-        if let (FrameVerdict::Match { .. }, Some((d, i, _))) = (verdict, frame_best) {
-            if streak >= required {
-                let sample = &enrolment.samples[i];
-                stats.elapsed = started.elapsed();
-                return Outcome::Matched {
-                    label: sample.label.clone(),
-                    sample_id: sample.id,
-                    distance: d,
-                    stats,
-                };
-            }
+        if let Some(accepted) = accepted {
+            let sample = &enrolment.samples[accepted.sample];
+            stats.elapsed = started.elapsed();
+            return Outcome::Matched {
+                label: sample.label.clone(),
+                sample_id: sample.id,
+                distance: accepted.score,
+                stats,
+            };
         }
     }
     stats.elapsed = started.elapsed();
@@ -485,7 +492,7 @@ pub fn decide(
             best_distance: best,
             stats,
         }
-    } else if let Err(e) = engine.embedder() {
+    } else if let Err(e) = engine.embedder_ready() {
         // A broken embedder is reported even when no face came to need it.
         Outcome::Unavailable(e.into())
     } else {

@@ -35,6 +35,43 @@ impl Face {
     }
 }
 
+/// The frame with its luma range stretched to the full 0-255 (the darkest and brightest 1% of pixels clipped),
+/// the same gain applied to every channel; `None` when the range already spans at least 200 levels (nothing to
+/// gain). A washed-out or murky grey frame gets the contrast a face detector was trained on.
+pub fn stretch_contrast(image: &RgbImage) -> Option<RgbImage> {
+    let mut histogram = [0u32; 256];
+    for p in image.pixels() {
+        let [r, g, b] = p.0;
+        let luma = (77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b) + 128) >> 8;
+        histogram[luma.min(255) as usize] += 1;
+    }
+    let total: u32 = histogram.iter().sum();
+    let clip = total / 100;
+    let level = |order: &mut dyn Iterator<Item = usize>| {
+        let mut seen = 0;
+        for i in order {
+            seen += histogram[i];
+            if seen > clip {
+                return i as f32;
+            }
+        }
+        0.0
+    };
+    let low = level(&mut (0..256));
+    let high = level(&mut (0..256).rev());
+    if high - low >= 200.0 || high <= low {
+        return None;
+    }
+    let gain = 255.0 / (high - low);
+    let mut out = image.clone();
+    for p in out.pixels_mut() {
+        for c in p.0.iter_mut() {
+            *c = ((f32::from(*c) - low) * gain).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Some(out)
+}
+
 /// Intersection over union of two (left, top, width, height) boxes.
 pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let x0 = a[0].max(b[0]);
@@ -67,6 +104,13 @@ const STRIDES: [usize; 3] = [8, 16, 32];
 const HEADS: [(&str, usize); 4] = [("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)];
 /// ONNX TensorProto data type of f32.
 const ONNX_FLOAT: i32 = 1;
+/// A first look whose best candidate scores at least this (but under the threshold) earns a second look.
+/// Measured (docs/accuracy.md): every ORL face pasted into a frame, under every light, scores at least 0.5 at
+/// the first look.
+pub const SECOND_LOOK_SCORE: f32 = 0.5;
+/// The second look searches the frame at up to this many times `max_height` rows (a 640x480 frame at its
+/// full 480 rows under the default 320).
+pub const SECOND_LOOK_SCALE: u32 = 2;
 /// How many input shapes keep an optimised plan (a camera uses one; photos of many sizes use more).
 const PLAN_CACHE: usize = 4;
 
@@ -77,6 +121,7 @@ pub struct DetectorSettings {
     pub score_threshold: f32,
     pub nms_iou: f32,
     pub min_face_size: u32,
+    pub second_look: bool,
 }
 
 impl DetectorSettings {
@@ -87,6 +132,7 @@ impl DetectorSettings {
             score_threshold: d.score_threshold,
             nms_iou: d.nms_iou,
             min_face_size: d.min_face_size,
+            second_look: d.second_look,
         }
     }
 }
@@ -220,15 +266,58 @@ impl Detector {
     }
 
     /// Every face in the image whose score passes the threshold, best first, after NMS.
+    ///
+    /// The first look is at `max_height` rows. When it finds no face above the threshold but a candidate
+    /// scoring at least [`SECOND_LOOK_SCORE`] (a blurred, washed-out or small grey face: YuNet's scores for those
+    /// sit at 0.8-0.9), and `second_look` is on, the frame is searched again at up to [`SECOND_LOOK_SCALE`]
+    /// times `max_height` rows, then, if still nothing passes, once more with its contrast stretched
+    /// ([`stretch_contrast`]). Every look keeps the same threshold: the second look finds faces the first one
+    /// was unsure of, never with a lower bar.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, DetectError> {
+        let s = self.settings;
+        let first = self.detect_at(
+            image,
+            s.max_height,
+            s.score_threshold.min(SECOND_LOOK_SCORE),
+        )?;
+        let (sure, unsure): (Vec<Face>, Vec<Face>) = first
+            .into_iter()
+            .partition(|f| f.score >= s.score_threshold);
+        if !sure.is_empty() || unsure.is_empty() || !s.second_look {
+            return Ok(sure);
+        }
+        let height = image
+            .height()
+            .min(s.max_height.saturating_mul(SECOND_LOOK_SCALE));
+        if height > s.max_height {
+            let second = self.detect_at(image, height, s.score_threshold)?;
+            if !second.is_empty() {
+                return Ok(second);
+            }
+        }
+        match stretch_contrast(image) {
+            Some(stretched) => {
+                self.detect_at(&stretched, height.max(s.max_height), s.score_threshold)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// One look: faces scoring at least `threshold`, with the frame scaled to at most `max_height` rows.
+    fn detect_at(
+        &self,
+        image: &RgbImage,
+        max_height: u32,
+        threshold: f32,
+    ) -> Result<Vec<Face>, DetectError> {
         let (w, h) = image.dimensions();
-        let lb = Letterbox::for_frame(w, h, self.settings.max_height);
+        let lb = Letterbox::for_frame(w, h, max_height);
         let plan = self.prepare(lb.canvas_w, lb.canvas_h)?;
         let input = canvas_tensor(image, &lb)?;
         let outputs = plan
             .run(tvec!(input.into()))
             .map_err(|e| DetectError(format!("{e:#}")))?;
-        let mut faces = self.decode(&outputs, &lb)?;
+        let mut faces = self.decode(&outputs, &lb, threshold)?;
         faces = nms(faces, self.settings.nms_iou);
         let min = self.settings.min_face_size as f32;
         faces.retain(|f| f.bbox[2].min(f.bbox[3]) >= min);
@@ -237,8 +326,12 @@ impl Detector {
 
     /// Faces from the raw head outputs. Scores come from cls and obj alone; the box and landmarks
     /// are read only for the few anchors whose score passes the threshold.
-    fn decode(&self, outputs: &[TValue], lb: &Letterbox) -> Result<Vec<Face>, DetectError> {
-        let threshold = self.settings.score_threshold;
+    fn decode(
+        &self,
+        outputs: &[TValue],
+        lb: &Letterbox,
+        threshold: f32,
+    ) -> Result<Vec<Face>, DetectError> {
         let mut faces = Vec::new();
         for (s, &stride) in STRIDES.iter().enumerate() {
             let cols = lb.canvas_w as usize / stride;

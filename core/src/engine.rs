@@ -121,6 +121,25 @@ impl Engine {
     }
 }
 
+/// What a decision needs of an engine: every face in an image, embedded. [`Engine`] is the one the product
+/// runs; an evaluation tool may answer from analyses it made earlier of the same images.
+pub trait Analyser {
+    /// Detect every face in `image` and embed each one.
+    fn analyse(&self, image: &RgbImage) -> Result<Vec<AnalysedFace>, AnalyseError>;
+    /// The embedder's loading error, if it failed (reported even when no face came to need it).
+    fn embedder_ready(&self) -> Result<(), ModelError>;
+}
+
+impl Analyser for Engine {
+    fn analyse(&self, image: &RgbImage) -> Result<Vec<AnalysedFace>, AnalyseError> {
+        Engine::analyse(self, image)
+    }
+
+    fn embedder_ready(&self) -> Result<(), ModelError> {
+        self.embedder().map(|_| ())
+    }
+}
+
 /// The embedder, loading on its own thread until first asked for.
 struct PendingEmbedder {
     id: EmbedderId,

@@ -27,6 +27,7 @@ pub mod models;
 pub mod policy;
 pub mod protocol;
 pub mod ratelimit;
+pub mod rule;
 pub mod settings;
 pub mod source;
 pub mod store;

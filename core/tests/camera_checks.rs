@@ -250,7 +250,7 @@ fn identical_frame_repeated_is_refused_by_the_face_change_check() {
     assert_eq!(
         verdicts,
         [
-            FrameVerdict::Match { streak: 1 },
+            FrameVerdict::Match { count: 1 },
             FrameVerdict::Still,
             FrameVerdict::Still,
             FrameVerdict::Still
@@ -276,7 +276,7 @@ fn two_different_photos_of_the_person_satisfy_two_required_matches() {
     let mut source = Scripted::replay(vec![rgb(&files[5]), rgb(&files[6])]);
     let (outcome, verdicts) = run(&config, &mut source);
     assert!(outcome.is_match(), "{outcome}");
-    assert_eq!(verdicts[1], FrameVerdict::Match { streak: 2 });
+    assert_eq!(verdicts[1], FrameVerdict::Match { count: 2 });
 }
 
 #[test]
@@ -347,7 +347,7 @@ fn a_replay_is_checked_from_its_second_frame_so_one_photo_still_tests() {
     let mut source = Scripted::replay(vec![probe]);
     let (outcome, verdicts) = run(&base_config(), &mut source);
     assert!(outcome.is_match(), "{outcome}");
-    assert_eq!(verdicts, [FrameVerdict::Match { streak: 1 }]);
+    assert_eq!(verdicts, [FrameVerdict::Match { count: 1 }]);
 }
 
 #[test]

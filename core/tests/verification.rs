@@ -1,6 +1,8 @@
-//! Verification on the johns set through the real decision path: enrol 3 chips per person, then
-//! authenticate every other chip against every enrolled person through the entry point the PAM module
-//! uses (`policy::attempt` for `sudo`, in process) and a `file:` replay source. Every genuine attempt must match; no attempt may match another person.
+//! Verification on the johns set through the real decision path: enrol 3 chips per person, then present each
+//! person's 8 other chips as the frames of one attempt (a `file:` replay of all 8) against every enrolled person,
+//! through the entry point the PAM module uses (`policy::attempt` for `sudo`, in process), under the shipped rule.
+//! Every genuine attempt must match; no attempt may match another person. (Per-attempt rates over larger sets,
+//! with their confidence intervals: eval/tests/accuracy.rs and docs/accuracy.md.)
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -100,9 +102,14 @@ fn run(kind: EmbedderKind) -> Summary {
         best_impostor: f32::INFINITY,
     };
     for (probe_person, files) in &people {
-        for probe in &files[ENROLLED_PER_PERSON..] {
+        {
+            let probe = &files[ENROLLED_PER_PERSON..]
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             for (claimed, _) in &people {
-                let spec = format!("file:{}", probe.display());
+                let spec = format!("file:{probe}");
                 let claimed_user = user_for(claimed);
                 let attempt = Attempt {
                     source: SourceChoice::Spec(spec),
@@ -115,7 +122,7 @@ fn run(kind: EmbedderKind) -> Summary {
                 };
                 let outcome = match policy::attempt(&config, attempt, engines, &mut || {}) {
                     Verdict::Decided { outcome, .. } => outcome,
-                    other => panic!("{}: claimed {claimed}: {other}", probe.display()),
+                    other => panic!("{probe}: claimed {claimed}: {other}"),
                 };
                 let distance = match &outcome {
                     Outcome::Matched {
@@ -128,7 +135,7 @@ fn run(kind: EmbedderKind) -> Summary {
                         *distance
                     }
                     Outcome::NoMatch { best_distance, .. } => *best_distance,
-                    other => panic!("{}: claimed {claimed}: {other}", probe.display()),
+                    other => panic!("{probe}: claimed {claimed}: {other}"),
                 };
                 if claimed == probe_person {
                     s.genuine += 1;
@@ -157,8 +164,8 @@ fn run(kind: EmbedderKind) -> Summary {
 }
 
 fn check(s: Summary) {
-    assert_eq!(s.genuine, 40);
-    assert_eq!(s.impostor, 160);
+    assert_eq!(s.genuine, 5);
+    assert_eq!(s.impostor, 20);
     assert_eq!(
         s.genuine_matched, s.genuine,
         "every genuine attempt must match"

@@ -390,7 +390,7 @@ fn frame_line(r: &FrameReport<'_>, at: Duration, last: Option<Duration>, require
         FrameVerdict::NoMatch => "no match".to_owned(),
         FrameVerdict::Reference => "match, reference for the change check".to_owned(),
         FrameVerdict::Still => "match refused: face unchanged".to_owned(),
-        FrameVerdict::Match { streak } => format!("match {streak}/{required}"),
+        FrameVerdict::Match { count } => format!("match {count}/{required}"),
     };
     format!(
         "frame {:3}  +{:5} ms  {rate} fps  age {:3} ms  {light}  faces {}  best {best}  change {change}  {verdict}",

@@ -406,7 +406,7 @@ fn config_show_prints_the_effective_configuration_and_marks_what_differs() {
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        shown.contains("threshold = 0.45  # default: 0.5"),
+        shown.contains("threshold = 0.45  # default: 0.42"),
         "{shown}"
     );
     assert!(
