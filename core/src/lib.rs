@@ -21,6 +21,7 @@ pub mod detect;
 pub mod embed;
 pub mod engine;
 pub mod frame;
+pub mod identify;
 pub mod isolated;
 pub mod liveness;
 pub mod models;

@@ -8,6 +8,7 @@
 mod admin;
 mod camera_cmds;
 mod demo;
+mod identify;
 mod users;
 
 use std::io::IsTerminal;
@@ -96,6 +97,8 @@ enum Command {
     Test(camera_cmds::TestArgs),
     /// Save one frame from the camera as a PNG.
     Snapshot(camera_cmds::SnapshotArgs),
+    /// Name who, among every enrolled user, is in front of the camera, or nobody (root).
+    Identify(identify::IdentifyArgs),
     /// Check camera, models, configuration, enrolments and PAM set-up; say how to fix each problem.
     Doctor(admin::DoctorArgs),
     /// Show the effective configuration, or check it.
@@ -197,6 +200,7 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Devices { json } => camera_cmds::devices(&config()?, *json),
         Command::Test(args) => camera_cmds::test(cli.config.as_deref(), args),
         Command::Snapshot(args) => camera_cmds::snapshot(cli.config.as_deref(), args),
+        Command::Identify(args) => identify::identify(cli.config.as_deref(), args),
         Command::Doctor(args) => admin::doctor(cli.config.as_deref(), args),
         Command::Config(command) => admin::config(cli.config.as_deref(), command),
         Command::Enable => admin::switch(cli.config.as_deref(), false),

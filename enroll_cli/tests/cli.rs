@@ -281,3 +281,50 @@ fn auth_applies_the_module_policy_and_rate_limit() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("rate limited"), "{}", stdout(&out));
 }
+
+#[test]
+fn identify_names_the_enrolled_person_in_view_and_nobody_for_a_stranger() {
+    let env = Env::new("");
+    for (user, person) in [
+        ("root", "John_Simm"),
+        ("daemon", "John_Salley"),
+        ("bin", "John_Savage"),
+    ] {
+        let out = enrol(&env, user, person);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Three other photos of John Salley as the frames of one look at the camera.
+    let salley = file_source(&chips("John_Salley")[5..8]);
+    let out = env.run(&["identify", "--source", &salley, "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["identified"], "daemon", "{doc}");
+    assert_eq!(doc["users"], 3);
+    // The threshold tightens with three users: 0.42 - 0.034 log10(3).
+    let t = doc["threshold"].as_f64().unwrap();
+    assert!((t - 0.4038).abs() < 1e-3, "{t}");
+    assert!(doc["score"].as_f64().unwrap() < t);
+    assert!(doc["ahead_by"].as_f64().unwrap() >= 0.1, "{doc}");
+
+    // Someone nobody enrolled: nobody, exit 1.
+    let stranger = file_source(&chips("John_Shimkus")[5..8]);
+    let out = env.run(&["identify", "--source", &stranger]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("nobody identified among 3 enrolled user(s)"),
+        "{}",
+        stdout(&out)
+    );
+}
