@@ -32,7 +32,7 @@ pub const DEFAULT_THRESHOLD: f32 = 0.42;
 
 /// Default `matching.required_matches`: how many frames the rule needs. Chosen with `threshold` and `rule` by
 /// the criterion in docs/accuracy.md.
-pub const DEFAULT_REQUIRED_MATCHES: u32 = 1;
+pub const DEFAULT_REQUIRED_MATCHES: u32 = 2;
 
 /// PAM services facekey answers for by default: the password services that Debian's packages of login, sudo,
 /// su (util-linux), polkit and the display managers and lock screens install under /etc/pam.d or
@@ -232,7 +232,6 @@ pub struct Matching {
 #[serde(rename_all = "kebab-case")]
 pub enum MatchRule {
     /// `required_matches` frames closer than the threshold, anywhere in the attempt.
-    #[default]
     Frames,
     /// `required_matches` frames in a row closer than the threshold (a frame with a face that does not
     /// match starts the count again).
@@ -240,6 +239,7 @@ pub enum MatchRule {
     /// `required_matches` frames closer than the threshold to the same enrolled sample.
     SameSample,
     /// The mean of the attempt's `required_matches` best frames closer than the threshold.
+    #[default]
     MeanOfBest,
 }
 

@@ -1,7 +1,7 @@
 //! `facekey demo`: the whole job on built-in sample faces, with no camera and no root.
 //!
-//! Enrols one person from three built-in images into a throw-away store, then authenticates another
-//! image of the same person and an image of someone else through the entry point the PAM module uses
+//! Enrols one person from three built-in images into a throw-away store, then authenticates two other
+//! images of the same person and two of someone else (the frames of one look each) through the entry point the PAM module uses
 //! (`policy::attempt`, in process, reusing the models loaded for the enrolment), and prints both
 //! verdicts with their distances and timings. The throw-away configuration names its own service,
 //! `facekey-demo`, as one where a face may authenticate another user (the demo's `demo`), and keeps its
@@ -33,14 +33,27 @@ const ENROL: [(&str, &[u8]); 3] = [
         include_bytes!("../../tests/data/faces/johns/John_Simm/000300_00470148.jpg"),
     ),
 ];
-const SAME_PERSON: (&str, &[u8]) = (
-    "John_Simm/000310_00470511.jpg",
-    include_bytes!("../../tests/data/faces/johns/John_Simm/000310_00470511.jpg"),
-);
-const OTHER_PERSON: (&str, &[u8]) = (
-    "John_Salley/000179_02159509.jpg",
-    include_bytes!("../../tests/data/faces/johns/John_Salley/000179_02159509.jpg"),
-);
+/// Two other photos of the enrolled person: the frames of one look at the camera (the shipped rule needs two).
+const SAME_PERSON: [(&str, &[u8]); 2] = [
+    (
+        "John_Simm/000310_00470511.jpg",
+        include_bytes!("../../tests/data/faces/johns/John_Simm/000310_00470511.jpg"),
+    ),
+    (
+        "John_Simm/000306_00470222.jpg",
+        include_bytes!("../../tests/data/faces/johns/John_Simm/000306_00470222.jpg"),
+    ),
+];
+const OTHER_PERSON: [(&str, &[u8]); 2] = [
+    (
+        "John_Salley/000179_02159509.jpg",
+        include_bytes!("../../tests/data/faces/johns/John_Salley/000179_02159509.jpg"),
+    ),
+    (
+        "John_Salley/000183_02159543.jpg",
+        include_bytes!("../../tests/data/faces/johns/John_Salley/000183_02159543.jpg"),
+    ),
+];
 
 /// The PAM service the demo's attempts name; only its throw-away configuration lists it.
 const DEMO_SERVICE: &str = "facekey-demo";
@@ -132,10 +145,13 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
     };
     // The demo replays built-in images: no lid or logind session of this machine says anything about them.
     let system = System::under(&work.path().join("no-system"));
-    for (what, item) in [("same person", SAME_PERSON), ("someone else", OTHER_PERSON)] {
-        let path = write(item)?;
+    for (what, items) in [("same person", SAME_PERSON), ("someone else", OTHER_PERSON)] {
+        let mut paths = Vec::new();
+        for item in items {
+            paths.push(write(item)?.display().to_string());
+        }
         let attempt = Attempt {
-            source: SourceChoice::Spec(format!("file:{}", path.display())),
+            source: SourceChoice::Spec(format!("file:{}", paths.join(","))),
             ..Attempt::new(
                 user.as_str(),
                 &request,
@@ -144,11 +160,12 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
             )
         };
         let verdict = policy::attempt(&config, attempt, engines, &mut || {});
-        println!("Authenticate {} ({what}): {verdict}", item.0);
+        let names: Vec<&str> = items.iter().map(|i| i.0).collect();
+        println!("Authenticate {} ({what}): {verdict}", names.join(" + "));
     }
     println!(
-        "Threshold: distance below {:.2} is a match",
-        config.matching.threshold
+        "Rule: the mean distance of the {} best frames below {:.2} is a match",
+        config.matching.required_matches, config.matching.threshold
     );
     Ok(())
 }

@@ -77,7 +77,12 @@ impl System {
         chmod(&helper, 0o4755);
         let config = root.join("config.toml");
         let system = System { config, dir };
-        let source = format!("file:{}", chip("John_Simm", 5).display());
+        // Two frames of one look: the shipped rule needs two.
+        let source = format!(
+            "file:{},{}",
+            chip("John_Simm", 5).display(),
+            chip("John_Simm", 6).display()
+        );
         system.write_config(&source, &repo("models"), extra);
         system
     }

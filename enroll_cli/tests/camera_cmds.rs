@@ -9,6 +9,10 @@ use std::process::Output;
 
 use common::{chips, text, Env};
 
+/// These tests are about what `facekey test` and `add` show and where they parse frames, one frame deciding; the
+/// shipped rule (two frames) has its own tests in facekey_core::rule, cli.rs and eval/tests/accuracy.rs.
+const ONE_FRAME: &str = "[matching]\nrequired_matches = 1\n";
+
 fn file_source(paths: &[&Path]) -> String {
     common::file_source(paths)
 }
@@ -45,7 +49,7 @@ fn devices_lists_what_there_is_and_names_the_configured_source() {
 
 #[test]
 fn test_prints_a_line_per_frame_and_the_decision_then_writes_an_annotated_png() {
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     enrol_simm(&env);
     let other = chips("John_Salley");
     let simm = chips("John_Simm");
@@ -113,7 +117,7 @@ fn test_shows_an_unchanging_face_refused() {
 
 #[test]
 fn test_counts_dark_frames() {
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     enrol_simm(&env);
     let dark = env.path("dark.png");
     image::RgbImage::from_pixel(150, 150, image::Rgb([8, 8, 8]))
@@ -135,7 +139,7 @@ fn test_counts_dark_frames() {
 
 #[test]
 fn test_without_an_enrolment_shows_the_frames_and_exits_2() {
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     let simm = chips("John_Simm");
     let source = file_source(&[&simm[10]]);
     let out = env.run(&["test", "--user", "root", "--source", &source]);
@@ -152,7 +156,7 @@ fn test_without_an_enrolment_shows_the_frames_and_exits_2() {
 
 #[test]
 fn test_on_a_missing_camera_is_unavailable_with_the_reason() {
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     enrol_simm(&env);
     let out = env.run(&["test", "--user", "root", "--source", "v4l2:/dev/video-none"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -165,7 +169,7 @@ fn test_on_a_missing_camera_is_unavailable_with_the_reason() {
 
 #[test]
 fn a_file_that_is_not_a_camera_is_refused_by_name() {
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     enrol_simm(&env);
     let out = env.run(&["test", "--user", "root", "--source", "v4l2:/dev/null"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -178,7 +182,7 @@ fn a_file_that_is_not_a_camera_is_refused_by_name() {
 
 #[test]
 fn snapshot_skips_dark_frames_and_writes_a_private_png() {
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     let dark = env.path("dark.png");
     image::RgbImage::from_pixel(150, 150, image::Rgb([3, 3, 3]))
         .save(&dark)
@@ -202,7 +206,7 @@ fn snapshot_skips_dark_frames_and_writes_a_private_png() {
 
 #[test]
 fn snapshot_of_only_dark_frames_saves_one_and_warns_about_the_emitter() {
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     let dark = env.path("dark.png");
     image::RgbImage::from_pixel(64, 48, image::Rgb([2, 2, 2]))
         .save(&dark)
@@ -229,7 +233,7 @@ fn confined_uid(text: &str, marker: &str) -> u32 {
 
 #[test]
 fn test_parses_the_frames_in_a_confined_unprivileged_process() {
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     enrol_simm(&env);
     let simm = chips("John_Simm");
     let source = file_source(&[&simm[10]]);
@@ -255,7 +259,7 @@ fn test_parses_the_frames_in_a_confined_unprivileged_process() {
 #[test]
 fn add_parses_the_frames_confined_and_writes_a_root_owned_private_enrolment() {
     use std::os::unix::fs::MetadataExt;
-    let env = Env::new("");
+    let env = Env::new(ONE_FRAME);
     let source = file_source(&[&chips("John_Simm")[0], &chips("John_Simm")[1]]);
     let out = env.run(&[
         "-v",

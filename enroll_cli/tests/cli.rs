@@ -59,7 +59,7 @@ fn add_list_auth_remove_clear_round_trip() {
     assert_eq!(ids, [1, 2, 3]);
     assert_eq!(doc["samples"][0]["label"], "John_Simm");
 
-    let genuine = file_source(&chips("John_Simm")[5..6]);
+    let genuine = file_source(&chips("John_Simm")[5..7]);
     let out = env.run(&["auth", "--user", "root", "--source", &genuine]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(
@@ -145,7 +145,8 @@ fn auth_with_no_face_in_view_exits_1() {
 
 #[test]
 fn any_enrolled_face_among_several_in_the_frame_counts() {
-    let env = Env::new("");
+    // One frame decides here: the test is about which face in it counts.
+    let env = Env::new("[matching]\nrequired_matches = 1\n");
     assert!(enrol(&env, "root", "John_Simm").status.success());
     // A frame with a stranger on the left and the enrolled person on the right.
     let mut canvas = image::RgbImage::from_pixel(400, 220, image::Rgb([90, 90, 90]));
@@ -204,7 +205,7 @@ fn corrupt_enrolment_is_unavailable_and_left_untouched() {
     let path = env.store_file("root");
     std::fs::write(&path, "format = 1\nuser = \"root\"\n[embedder\n").unwrap();
     let before = std::fs::read(&path).unwrap();
-    let genuine = file_source(&chips("John_Simm")[5..6]);
+    let genuine = file_source(&chips("John_Simm")[5..7]);
     let out = env.run(&["auth", "--user", "root", "--source", &genuine]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stdout(&out).contains("root.toml"), "{}", stdout(&out));
@@ -252,7 +253,7 @@ fn auth_applies_the_module_policy_and_rate_limit() {
     )
     .unwrap();
     assert!(enrol(&env, "root", "John_Simm").status.success());
-    let genuine = file_source(&chips("John_Simm")[5..6]);
+    let genuine = file_source(&chips("John_Simm")[5..7]);
     let impostor = file_source(&chips("John_Salley")[5..6]);
 
     // A service the configuration does not list: not applicable, whatever the face.

@@ -150,6 +150,9 @@ enum Command {
         /// Frames taller than this are scaled down before detection (default: the shipped one).
         #[arg(long)]
         max_height: Option<u32>,
+        /// No second look at unsure faces (`[detection] second_look = false`).
+        #[arg(long)]
+        no_second_look: bool,
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
@@ -213,6 +216,7 @@ fn main() -> Result<()> {
             flat,
             score_threshold,
             max_height,
+            no_second_look,
             threads,
         } => {
             let mut config = analyse::config(&analyse::repo_models(), embedder.into());
@@ -222,6 +226,7 @@ fn main() -> Result<()> {
             if let Some(h) = max_height {
                 config.detection.max_height = h;
             }
+            config.detection.second_look = !no_second_look;
             let engine = Engine::load(&config).context("models")?;
             let files = if flat {
                 let mut v: Vec<PathBuf> = std::fs::read_dir(&frames)?

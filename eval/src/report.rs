@@ -323,6 +323,29 @@ pub fn report(inp: &Inputs<'_>) -> Report {
             all.push(((rule, k), s));
         }
     }
+    let id = identify_figures(
+        &gallery,
+        &inp.protocol,
+        inp.rule,
+        inp.required,
+        inp.threshold,
+    );
+    let _ = writeln!(
+        t,
+        "identification (facekey identify's rule, margin {}): {} enrolled, threshold {:.3}: named right {}, wrong {}; \
+         second-best user behind the right one by {:.3} at least (median {:.3}); {} not enrolled, threshold {:.3}: \
+         someone named {}",
+        facekey_core::identify::MARGIN,
+        id.users_closed,
+        id.threshold_closed,
+        id.correct,
+        id.wrong,
+        id.gap_min,
+        id.gap_median,
+        id.users_closed.saturating_sub(1),
+        id.threshold_open,
+        id.false_identified
+    );
     Report {
         text: t,
         pairs,
@@ -337,4 +360,107 @@ pub fn curve_csv(scores: &Scores) -> String {
         let _ = writeln!(out, "{t},{fa},{fr}");
     }
     out
+}
+
+/// Identification over the protocol's draws, with `core::identify`'s rule: closed set (every identity enrolled,
+/// the presented one's other images as frames) and open set (the presented identity not enrolled, all its images
+/// as frames).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IdentifyFigures {
+    pub users_closed: usize,
+    pub threshold_closed: f32,
+    pub correct: Rate,
+    pub wrong: u64,
+    pub threshold_open: f32,
+    pub false_identified: Rate,
+    /// Genuine closed-set attempts: how far the second-best user's score was behind the right one's.
+    pub gap_min: f32,
+    pub gap_median: f32,
+}
+
+pub fn identify_figures(
+    gallery: &Gallery,
+    p: &Protocol,
+    rule: MatchRule,
+    required: u32,
+    threshold: f32,
+) -> IdentifyFigures {
+    use facekey_core::identify::{choose, threshold_for};
+    let n = gallery.identities.len();
+    let t_closed = threshold_for(threshold, n);
+    let t_open = threshold_for(threshold, n.saturating_sub(1));
+    let (mut correct, mut wrong, mut closed, mut false_id, mut open) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut gaps = Vec::new();
+    let draws = p.draws.max(1);
+    for draw in 0..draws {
+        // Everyone's enrolment for this draw.
+        let enrolled: Vec<Vec<&[f32]>> = gallery
+            .identities
+            .iter()
+            .map(|(_, images)| {
+                let m = images.len().max(1);
+                (0..p.enrol.min(images.len()))
+                    .filter_map(|j| images[(draw + j) % m].best.as_deref())
+                    .collect()
+            })
+            .collect();
+        for (q, (_, images)) in gallery.identities.iter().enumerate() {
+            let m = images.len();
+            if m == 0 || draw >= m {
+                continue;
+            }
+            let own: Vec<usize> = (0..p.enrol.min(m)).map(|j| (draw + j) % m).collect();
+            let scores_for = |frames: &[usize], users: &[usize]| -> Vec<f32> {
+                users
+                    .iter()
+                    .map(|&u| {
+                        let per: Vec<Vec<f32>> = frames
+                            .iter()
+                            .take(p.frames)
+                            .map(|&i| protocol::frame_distances(&enrolled[u], &images[i]))
+                            .collect();
+                        facekey_core::rule::attempt_score(rule, required, &per)
+                    })
+                    .collect()
+            };
+            // Closed set.
+            let rest: Vec<usize> = (0..m).filter(|i| !own.contains(i)).collect();
+            if !rest.is_empty() {
+                let users: Vec<usize> = (0..n).collect();
+                let s = scores_for(&rest, &users);
+                closed += 1;
+                match choose(&s, t_closed) {
+                    Some(u) if u == q => correct += 1,
+                    Some(_) => wrong += 1,
+                    None => {}
+                }
+                let second = s
+                    .iter()
+                    .enumerate()
+                    .filter(|&(u, _)| u != q)
+                    .map(|(_, &x)| x)
+                    .fold(f32::INFINITY, f32::min);
+                gaps.push(second - s[q]);
+            }
+            // Open set: q not enrolled.
+            let users: Vec<usize> = (0..n).filter(|&u| u != q).collect();
+            let all: Vec<usize> = (0..m).collect();
+            open += 1;
+            if choose(&scores_for(&all, &users), t_open).is_some() {
+                false_id += 1;
+            }
+        }
+    }
+    gaps.sort_by(f32::total_cmp);
+    IdentifyFigures {
+        users_closed: n,
+        threshold_closed: t_closed,
+        correct: Rate::new(correct, closed),
+        wrong,
+        threshold_open: t_open,
+        false_identified: Rate::new(false_id, open),
+        gap_min: gaps.first().copied().unwrap_or(f32::NAN),
+        gap_median: gaps.get(gaps.len() / 2).copied().unwrap_or(f32::NAN),
+    }
 }

@@ -37,7 +37,15 @@ pub fn face(person: &str, index: usize) -> PathBuf {
 pub const ENROLLED: &str = "John_Simm";
 pub const ENROLLED_IMAGES: [usize; 3] = [0, 1, 2];
 pub const PROBE_IMAGE: usize = 4;
+/// The probe and the next image of the enrolled person: the frames of one look at the camera (the shipped rule,
+/// mean of the 2 best frames, needs two).
+pub const PROBE_IMAGES: [usize; 2] = [PROBE_IMAGE, PROBE_IMAGE + 1];
 pub const OTHER: &str = "John_Salley";
+
+/// The enrolled person's probe images ([`PROBE_IMAGES`]).
+pub fn probe_images() -> Vec<PathBuf> {
+    PROBE_IMAGES.iter().map(|&i| face(ENROLLED, i)).collect()
+}
 
 /// The shipped models in the source tree.
 pub fn models_dir() -> PathBuf {

@@ -13,7 +13,7 @@ use facekey_e2e::module;
 use facekey_e2e::pam::{
     assert_code, face_decision, Transaction, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_SUCCESS,
 };
-use facekey_e2e::world::{face, set_mode, World, ENROLLED, OTHER, PROBE_IMAGE, USER};
+use facekey_e2e::world::{face, probe_images, set_mode, World, ENROLLED, OTHER, PROBE_IMAGE, USER};
 
 /// PAM_SILENT.
 const SILENT: c_int = 0x8000;
@@ -83,7 +83,7 @@ fn authenticate(world: &World, flags: c_int) -> (c_int, Duration, Vec<String>) {
 
 #[test]
 fn the_real_helper_matches_the_enrolled_face_and_relays_its_notices() {
-    let world = world_with_helper(&[face(ENROLLED, PROBE_IMAGE)], &real_helper());
+    let world = world_with_helper(&probe_images(), &real_helper());
     let (code, elapsed, infos) = authenticate(&world, 0);
     assert_code(
         code,
@@ -146,7 +146,7 @@ const BROKEN: &[(&str, &str)] = &[
 fn a_broken_helper_is_authinfo_unavail_by_the_deadline_and_leaves_no_child() {
     let world = World::new();
     world.enrol_default(USER);
-    let config = world.write_config("main", &World::source(&[face(ENROLLED, PROBE_IMAGE)]), "");
+    let config = world.write_config("main", &World::source(&probe_images()), "");
     for (name, body) in BROKEN {
         let helper = fake_helper(&world, name, body);
         world.write_module_service(
@@ -172,7 +172,7 @@ fn a_broken_helper_is_authinfo_unavail_by_the_deadline_and_leaves_no_child() {
 fn a_well_formed_verdict_from_a_helper_maps_to_its_code() {
     let world = World::new();
     world.enrol_default(USER);
-    let config = world.write_config("main", &World::source(&[face(ENROLLED, PROBE_IMAGE)]), "");
+    let config = world.write_config("main", &World::source(&probe_images()), "");
     let cases = [
         ("matched", PAM_SUCCESS),
         ("no_match", PAM_AUTH_ERR),
@@ -205,7 +205,7 @@ fn a_well_formed_verdict_from_a_helper_maps_to_its_code() {
 fn a_helper_others_can_write_is_not_run() {
     let world = World::new();
     world.enrol_default(USER);
-    let config = world.write_config("main", &World::source(&[face(ENROLLED, PROBE_IMAGE)]), "");
+    let config = world.write_config("main", &World::source(&probe_images()), "");
     let helper = fake_helper(
         &world,
         "writable",
@@ -241,7 +241,11 @@ fn the_real_helper_decides_in_a_confined_unprivileged_process() {
     for (person, kind) in [(ENROLLED, "matched"), (OTHER, "no_match")] {
         let world = World::new();
         world.enrol_default(USER);
-        let config = world.write_config("main", &World::source(&[face(person, PROBE_IMAGE)]), "");
+        let config = world.write_config(
+            "main",
+            &World::source(&[face(person, PROBE_IMAGE), face(person, PROBE_IMAGE + 1)]),
+            "",
+        );
         let request = format!(
             "{{\"protocol\":1,\"user\":\"{USER}\",\"service\":\"sudo\",\"rhost\":null,\"ruser\":null,\"tty\":null,\
              \"config\":\"{}\",\"timeout_ms\":3000}}\n",

@@ -21,7 +21,9 @@ use facekey_core::store::UserName;
 use facekey_e2e::pam::{
     assert_code, face_decision, Transaction, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_SUCCESS,
 };
-use facekey_e2e::world::{face, hanging_fifo, set_mode, World, ENROLLED, OTHER, PROBE_IMAGE, USER};
+use facekey_e2e::world::{
+    face, hanging_fifo, probe_images, set_mode, World, ENROLLED, OTHER, PROBE_IMAGE, USER,
+};
 
 /// PAM_SILENT.
 const SILENT: c_int = 0x8000;
@@ -44,7 +46,7 @@ fn authenticate(world: &World, service: &str, user: &str) -> (c_int, Vec<String>
 
 #[test]
 fn enrolled_face_is_success_and_the_user_is_told() {
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let world = enrolled_world(&probe_images(), "", "");
     let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
     let code = pam.authenticate(0).code;
     assert_code(code, face_decision(PAM_SUCCESS), "enrolled person");
@@ -77,7 +79,7 @@ fn no_face_in_view_is_auth_err() {
 
 #[test]
 fn user_without_enrolment_is_authinfo_unavail_and_silent() {
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let world = enrolled_world(&probe_images(), "", "");
     let (code, infos) = authenticate(&world, "sudo", "someone-else");
     assert_code(code, PAM_AUTHINFO_UNAVAIL, "user with no enrolment");
     assert!(
@@ -88,7 +90,7 @@ fn user_without_enrolment_is_authinfo_unavail_and_silent() {
 
 #[test]
 fn remote_rhost_is_authinfo_unavail_and_loopback_is_not() {
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let world = enrolled_world(&probe_images(), "", "");
     let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
     pam.set_rhost("192.0.2.10");
     let remote = pam.authenticate(0);
@@ -110,11 +112,7 @@ fn remote_rhost_is_authinfo_unavail_and_loopback_is_not() {
 
 #[test]
 fn service_not_in_the_allow_list_is_authinfo_unavail() {
-    let world = enrolled_world(
-        &[face(ENROLLED, PROBE_IMAGE)],
-        "[pam]\nservices = [\"login\"]\n",
-        "",
-    );
+    let world = enrolled_world(&probe_images(), "[pam]\nservices = [\"login\"]\n", "");
     // Same module line, allowed and not allowed service names.
     let config = world.config_path("main");
     world.write_module_service("login", &config, "");
@@ -138,7 +136,7 @@ fn service_not_in_the_allow_list_is_authinfo_unavail() {
 
 #[test]
 fn sshd_is_refused_with_the_default_service_list() {
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let world = enrolled_world(&probe_images(), "", "");
     world.write_module_service("sshd", &world.config_path("main"), "");
     assert_code(
         authenticate(&world, "sshd", USER).0,
@@ -149,7 +147,7 @@ fn sshd_is_refused_with_the_default_service_list() {
 
 #[test]
 fn config_writable_by_others_is_refused() {
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let world = enrolled_world(&probe_images(), "", "");
     let config = world.config_path("main");
     assert_code(
         authenticate(&world, "sudo", USER).0,
@@ -178,7 +176,7 @@ fn config_writable_by_others_is_refused() {
 
 #[test]
 fn missing_or_broken_config_is_authinfo_unavail() {
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let world = enrolled_world(&probe_images(), "", "");
     world.write_module_service("missing", &world.path().join("nope.toml"), "");
     assert_code(
         authenticate(&world, "missing", USER).0,
@@ -197,11 +195,7 @@ fn missing_or_broken_config_is_authinfo_unavail() {
 
 #[test]
 fn disabled_config_is_authinfo_unavail() {
-    let world = enrolled_world(
-        &[face(ENROLLED, PROBE_IMAGE)],
-        "[general]\ndisabled = true\n",
-        "",
-    );
+    let world = enrolled_world(&probe_images(), "[general]\ndisabled = true\n", "");
     let (code, infos) = authenticate(&world, "sudo", USER);
     assert_code(code, PAM_AUTHINFO_UNAVAIL, "disabled");
     assert!(infos.is_empty());
@@ -209,7 +203,7 @@ fn disabled_config_is_authinfo_unavail() {
 
 #[test]
 fn bad_module_arguments_are_authinfo_unavail() {
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "timeout=0");
+    let world = enrolled_world(&probe_images(), "", "timeout=0");
     assert_code(
         authenticate(&world, "sudo", USER).0,
         PAM_AUTHINFO_UNAVAIL,
@@ -243,7 +237,7 @@ fn unreadable_camera_is_authinfo_unavail() {
 #[test]
 fn notices_follow_the_config_and_pam_silent() {
     let world = enrolled_world(
-        &[face(ENROLLED, PROBE_IMAGE)],
+        &probe_images(),
         "[pam]\ndetection_notice = false\nconfirmation = false\n",
         "",
     );
@@ -251,7 +245,7 @@ fn notices_follow_the_config_and_pam_silent() {
     assert_code(code, face_decision(PAM_SUCCESS), "notices off");
     assert!(infos.is_empty(), "{infos:?}");
 
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let world = enrolled_world(&probe_images(), "", "");
     let mut pam = Transaction::start(&world.pam_dir(), "sudo", USER).expect("pam_start_confdir");
     assert_code(
         pam.authenticate(SILENT).code,
@@ -286,9 +280,11 @@ fn replay_frame_owned_by_nobody_or_in_a_folder_others_can_write_is_not_a_match()
     const NOBODY: u32 = 65_534;
     let world = World::new();
     world.enrol_default(USER);
+    // Two frames of one look (the shipped rule needs two); the checks below change the first.
     let image = world.copy_image(&face(ENROLLED, PROBE_IMAGE), "frames", "face.jpg");
+    let second = world.copy_image(&face(ENROLLED, PROBE_IMAGE + 1), "frames", "face2.jpg");
     let frames = image.parent().expect("a folder").to_path_buf();
-    let by_file = world.write_config("file", &World::source(std::slice::from_ref(&image)), "");
+    let by_file = world.write_config("file", &World::source(&[image.clone(), second]), "");
     let by_dir = world.write_config("dir", &format!("dir:{}", frames.display()), "");
     world.write_module_service("sudo", &by_file, "");
     world.write_module_service("login", &by_dir, "");
@@ -352,7 +348,7 @@ fn sixth_attempt_after_five_failures_is_refused_without_opening_the_camera() {
         assert_eq!(infos, ["Looking for face..."]);
     }
     // Now the enrolled face itself is refused: the limit is checked before any frame is read.
-    world.write_config("main", &World::source(&[face(ENROLLED, PROBE_IMAGE)]), "");
+    world.write_config("main", &World::source(&probe_images()), "");
     let (code, infos) = authenticate(&world, "sudo", USER);
     assert_code(code, PAM_AUTH_ERR, "sixth attempt, enrolled face");
     assert!(
@@ -370,7 +366,7 @@ fn sixth_attempt_after_five_failures_is_refused_without_opening_the_camera() {
         "seventh attempt, hanging source",
     );
     // Another user is not limited.
-    world.write_config("main", &World::source(&[face(ENROLLED, PROBE_IMAGE)]), "");
+    world.write_config("main", &World::source(&probe_images()), "");
     world.enrol_default("second-user");
     assert_code(
         authenticate(&world, "sudo", "second-user").0,
@@ -383,11 +379,7 @@ fn sixth_attempt_after_five_failures_is_refused_without_opening_the_camera() {
 fn two_threads_authenticating_at_once_each_get_their_own_answer() {
     let world = Arc::new(World::new());
     world.enrol_default(USER);
-    let matching = world.write_config(
-        "matching",
-        &World::source(&[face(ENROLLED, PROBE_IMAGE)]),
-        "",
-    );
+    let matching = world.write_config("matching", &World::source(&probe_images()), "");
     let other = world.write_config("other", &World::source(&[face(OTHER, 0)]), "");
     world.write_module_service("sudo", &matching, "");
     world.write_module_service("login", &other, "");
@@ -467,7 +459,7 @@ fn rate_limit_lock_held_by_another_process_is_authinfo_unavail_within_the_deadli
         return;
     }
     // `login`: the configuration's 3 s; `sudo`: timeout=1, the deadline the held lock meets.
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "timeout=1");
+    let world = enrolled_world(&probe_images(), "", "timeout=1");
     world.write_module_service("login", &world.config_path("main"), "");
     // One attempt creates the state folder and the user's file, as the module makes them.
     assert_code(
@@ -513,7 +505,7 @@ fn rate_limit_lock_held_by_another_process_is_authinfo_unavail_within_the_deadli
 
 #[test]
 fn su_for_another_user_is_not_authenticated_by_face() {
-    let world = enrolled_world(&[face(ENROLLED, PROBE_IMAGE)], "", "");
+    let world = enrolled_world(&probe_images(), "", "");
     let config = world.config_path("main");
     world.write_module_service("su", &config, "");
     // The tests run as root, so the real uid does not name the asker: PAM_RUSER does, as su sets it.
@@ -552,7 +544,7 @@ fn su_for_another_user_is_not_authenticated_by_face() {
 #[test]
 fn a_service_in_other_user_services_authenticates_another_user() {
     let world = enrolled_world(
-        &[face(ENROLLED, PROBE_IMAGE)],
+        &probe_images(),
         "[pam]\nother_user_services = [\"su\"]\n",
         "",
     );
@@ -577,7 +569,7 @@ fn a_service_in_other_user_services_authenticates_another_user() {
 fn root_is_refused_unless_allow_root() {
     let world = World::new();
     world.enrol_default("root");
-    let source = World::source(&[face(ENROLLED, PROBE_IMAGE)]);
+    let source = World::source(&probe_images());
     let refused = world.write_config("refused", &source, "");
     let allowed = world.write_config("allowed", &source, "[pam]\nallow_root = true\n");
     world.write_module_service("login", &refused, "");
@@ -605,7 +597,7 @@ fn attempts_that_never_reached_a_frame_are_refunded() {
     let world = World::new();
     world.enrol_default(USER);
     // No enrolment: nothing is charged.
-    let replay = World::source(&[face(ENROLLED, PROBE_IMAGE)]);
+    let replay = World::source(&probe_images());
     let config = world.write_config("main", &replay, "");
     world.write_module_service("sudo", &config, "timeout=1");
     assert_code(

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use facekey_e2e::module;
-use facekey_e2e::world::{face, World, ENROLLED, OTHER, PROBE_IMAGE};
+use facekey_e2e::world::{face, probe_images, World, OTHER};
 
 /// The services run.sh defines, allowed in both configurations.
 const SERVICES: &str = r#"["face-deny", "face-deny-other", "face-matrix", "face-matrix-match", "face-unix", "face-permit"]"#;
@@ -26,11 +26,7 @@ fn password_fallback_in_a_pam_auth_update_stack() {
     let extra = format!(
         "[pam]\nservices = {SERVICES}\nallow_root = {allow_root}\n\n[rate_limit]\nmax_failures = 100\n"
     );
-    let matching = world.write_config(
-        "match",
-        &World::source(&[face(ENROLLED, PROBE_IMAGE)]),
-        &extra,
-    );
+    let matching = world.write_config("match", &World::source(&probe_images()), &extra);
     let other = world.write_config("other", &World::source(&[face(OTHER, 0)]), &extra);
     let script = module::workspace_root().join("tests/pamtester/run.sh");
     let out = Command::new("sh")
