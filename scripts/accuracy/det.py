@@ -39,7 +39,7 @@ def main():
     ax.set_ylim(floor, 1)
     ax.set_xlabel("false accept rate (0 drawn at 1e-5)")
     ax.set_ylabel("false refusal rate (0 drawn at 1e-5)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
