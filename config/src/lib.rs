@@ -243,6 +243,18 @@ pub enum MatchRule {
     MeanOfBest,
 }
 
+impl MatchRule {
+    /// The rule as the configuration file writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatchRule::Frames => "frames",
+            MatchRule::Consecutive => "consecutive",
+            MatchRule::SameSample => "same-sample",
+            MatchRule::MeanOfBest => "mean-of-best",
+        }
+    }
+}
+
 impl Default for Matching {
     fn default() -> Self {
         Matching {

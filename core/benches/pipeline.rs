@@ -239,6 +239,31 @@ fn detect<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     g.finish();
 }
 
+/// What the second look costs a frame that earns it: the bench frame with the score threshold raised to 0.99,
+/// so its face (0.92-0.95) is only a candidate and every look runs (twice the rows, then the contrast-stretched
+/// frame when its range is under 200 levels), against the first look alone on the same frame.
+fn detect_second_look<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
+    let image = decode_frame(&frame_jpeg());
+    let mut g = c.benchmark_group(n.group("detect_second_look"));
+    for second_look in [false, true] {
+        let mut config = config(EmbedderKind::Int8, 320);
+        config.detection.score_threshold = 0.99;
+        config.detection.second_look = second_look;
+        let detector = Detector::load(&config).expect("detector");
+        // Plans every canvas the looks use, and checks that no face passes 0.99 (else the bench measures nothing).
+        assert!(detector.detect(&image).expect("detection").is_empty());
+        let name = if second_look {
+            "every_look"
+        } else {
+            "first_look_only"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| detector.detect(black_box(&image)).expect("detection"))
+        });
+    }
+    g.finish();
+}
+
 fn align_bench<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     let image = decode_frame(&frame_jpeg());
     let detector = Detector::load(&config(EmbedderKind::Int8, 320)).expect("detector");
@@ -415,6 +440,7 @@ fn model_load<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
 fn all<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     decode_resize(c, n);
     detect(c, n);
+    detect_second_look(c, n);
     align_bench(c, n);
     embed(c, n);
     pipeline(c, n);

@@ -167,6 +167,34 @@ fn line<'a>(report: &'a str, status: &str, area: &str, needle: &str) -> &'a str 
 // --- doctor -----------------------------------------------------------------------------------------
 
 #[test]
+fn doctor_warns_of_a_threshold_looser_than_the_measured_default() {
+    // facekey 0.1 and 0.2 shipped threshold = 0.5 with one frame; an edited configuration keeps it on upgrade.
+    let old = System::with_config(
+        "[matching]\nthreshold = 0.5\nrequired_matches = 1\nrule = \"frames\"\n",
+    );
+    let report = text(&old.doctor());
+    let warned = line(
+        &report,
+        "warn",
+        "matching",
+        "threshold 0.5 is looser than the measured default 0.42",
+    );
+    assert!(
+        warned.contains("83 of 15,600 impostor attempts"),
+        "{warned}"
+    );
+    assert!(warned.contains("rule = \"mean-of-best\""), "{warned}");
+    let shipped = System::new();
+    let report = text(&shipped.doctor());
+    line(
+        &report,
+        "ok",
+        "matching",
+        "rule: \"mean-of-best\" over 2 frame(s), threshold 0.42",
+    );
+}
+
+#[test]
 fn doctor_fails_a_helper_of_another_release_and_warns_when_it_is_not_setuid() {
     let system = System::new();
     system.enrol();

@@ -121,12 +121,7 @@ pub const RULES: [MatchRule; 4] = [
 ];
 
 pub fn rule_name(rule: MatchRule) -> &'static str {
-    match rule {
-        MatchRule::Frames => "frames",
-        MatchRule::Consecutive => "consecutive",
-        MatchRule::SameSample => "same-sample",
-        MatchRule::MeanOfBest => "mean-of-best",
-    }
+    rule.name()
 }
 
 pub fn rule_figures(

@@ -205,6 +205,7 @@ pub fn run(system: &System) -> Vec<Check> {
     }
     let config = check_config(system, &mut checks);
     checks.push(check_switch(&config));
+    checks.push(check_matching(&config));
     let detector = models::detector_location(&config);
     let embedder = models::embedder_location(&config);
     checks.push(check_model(
@@ -309,6 +310,37 @@ fn check_switch(config: &Config) -> Check {
             "enabled",
             "face authentication is enabled ([general] disabled = false)",
         )
+    }
+}
+
+/// The matching rule: a threshold looser than the measured default is a warning (an upgraded configuration keeps
+/// the values it was edited with, facekey 0.1 and 0.2's `threshold = 0.5` among them).
+fn check_matching(config: &Config) -> Check {
+    let m = &config.matching;
+    let rule = format!(
+        "\"{}\" over {} frame(s), threshold {}",
+        m.rule.name(),
+        m.required_matches,
+        m.threshold
+    );
+    if m.threshold > facekey_config::DEFAULT_THRESHOLD {
+        Check::warn(
+            "matching",
+            format!(
+                "[matching] threshold {} is looser than the measured default {}: on the ORL faces, any frame \
+                 under 0.5 (facekey 0.1 and 0.2) accepted 83 of 15,600 impostor attempts, the default rule none \
+                 (/usr/share/doc/facekey/accuracy.md); rule: {rule}",
+                m.threshold,
+                facekey_config::DEFAULT_THRESHOLD
+            ),
+            Some(format!(
+                "in the configuration: [matching] threshold = {}, required_matches = {}, rule = \"mean-of-best\"",
+                facekey_config::DEFAULT_THRESHOLD,
+                facekey_config::DEFAULT_REQUIRED_MATCHES
+            )),
+        )
+    } else {
+        Check::ok("matching", format!("rule: {rule}"))
     }
 }
 
