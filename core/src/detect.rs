@@ -41,9 +41,7 @@ impl Face {
 pub fn stretch_contrast(image: &RgbImage) -> Option<RgbImage> {
     let mut histogram = [0u32; 256];
     for p in image.pixels() {
-        let [r, g, b] = p.0;
-        let luma = (77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b) + 128) >> 8;
-        histogram[luma.min(255) as usize] += 1;
+        histogram[usize::from(crate::frame::luma(p.0))] += 1;
     }
     let total: u32 = histogram.iter().sum();
     let clip = total / 100;

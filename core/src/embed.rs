@@ -22,16 +22,20 @@ pub struct Embedding(pub Vec<f32>);
 impl Embedding {
     /// Euclidean distance; `f32::INFINITY` when the lengths differ (never a match).
     pub fn distance(&self, other: &[f32]) -> f32 {
-        if self.0.len() != other.len() {
-            return f32::INFINITY;
-        }
-        self.0
-            .iter()
-            .zip(other)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f32>()
-            .sqrt()
+        distance(&self.0, other)
     }
+}
+
+/// Euclidean distance between two embeddings; `f32::INFINITY` when the lengths differ (never a match).
+pub fn distance(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return f32::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
 }
 
 /// Why an embedding could not be computed.

@@ -41,8 +41,7 @@ pub fn measure(image: &RgbImage) -> Exposure {
     let (mut sum, mut dark, mut n) = (0u64, 0u64, 0u64);
     for y in (0..h).step_by(2) {
         for x in (0..w).step_by(2) {
-            let [r, g, b] = image.get_pixel(x, y).0;
-            let luma = (77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b) + 128) >> 8;
+            let luma = crate::frame::luma(image.get_pixel(x, y).0);
             sum += u64::from(luma);
             dark += u64::from(luma < 32);
             n += 1;

@@ -85,15 +85,7 @@ fn analyse_file(engine: &Engine, file: &Path) -> Result<ImageRecord> {
         .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     Ok(ImageRecord {
         file: file.to_path_buf(),
-        faces: faces
-            .into_iter()
-            .map(|f| FaceRecord {
-                bbox: f.face.bbox,
-                landmarks: Some(f.face.landmarks),
-                score: f.face.score,
-                embedding: f.embedding.0,
-            })
-            .collect(),
+        faces: faces.into_iter().map(FaceRecord::from_analysed).collect(),
     })
 }
 

@@ -286,10 +286,7 @@ fn main() -> Result<()> {
                 )?;
                 for ((rule, k), s) in &r.attempts {
                     std::fs::write(
-                        dir.join(format!(
-                            "{name}-attempts-{}-{k}.csv",
-                            report::rule_name(*rule)
-                        )),
+                        dir.join(format!("{name}-attempts-{}-{k}.csv", rule.name())),
                         report::curve_csv(s),
                     )?;
                 }
@@ -431,16 +428,14 @@ fn decide_all(
             for (name, image) in images {
                 use facekey_core::engine::Analyser;
                 let faces = cache.analyse(image).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let best = faces
-                    .iter()
-                    .max_by(|a, b| a.face.score.total_cmp(&b.face.score))
-                    .map(|f| f.embedding.0.clone());
-                v.push(Analysed {
-                    identity: identity.clone(),
-                    name: name.clone(),
-                    embeddings: faces.iter().map(|f| f.embedding.0.clone()).collect(),
-                    best,
-                });
+                let record = records::ImageRecord {
+                    file: Path::new(identity).join(name),
+                    faces: faces
+                        .into_iter()
+                        .map(records::FaceRecord::from_analysed)
+                        .collect(),
+                };
+                v.push(Analysed::from_record(&record));
             }
         }
         Ok(Gallery::new(v))
@@ -516,7 +511,7 @@ fn decide_all(
     println!(
         "decide ({} {} k={} t={:.3}; enrol {}, {} draw(s), up to {} frames): impostor attempts accepted {far} (one-sided 95% upper bound {}); genuine attempts refused {frr}; {} attempts decided in {:.1} s; {} disagreement(s) with the per-attempt scores",
         match embedder { EmbedderKind::Int8 => "int8", EmbedderKind::Fp32 => "fp32" },
-        report::rule_name(config.matching.rule),
+        config.matching.rule.name(),
         config.matching.required_matches,
         config.matching.threshold,
         p.enrol,

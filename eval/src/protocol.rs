@@ -173,16 +173,7 @@ pub fn frame_distances(samples: &[&[f32]], frame: &Analysed) -> Vec<f32> {
         .collect()
 }
 
-pub fn distance(a: &[f32], b: &[f32]) -> f32 {
-    if a.len() != b.len() {
-        return f32::INFINITY;
-    }
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
-}
+pub use facekey_core::embed::distance;
 
 /// Per-attempt scores under a rule: enrolments from `enrol`, frames from `probe` (the same gallery, or a copy
 /// of it under another light).

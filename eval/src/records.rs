@@ -22,6 +22,18 @@ fn one() -> f32 {
     1.0
 }
 
+impl FaceRecord {
+    /// What the engine found, as recorded.
+    pub fn from_analysed(face: facekey_core::engine::AnalysedFace) -> FaceRecord {
+        FaceRecord {
+            bbox: face.face.bbox,
+            landmarks: Some(face.face.landmarks),
+            score: face.face.score,
+            embedding: face.embedding.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ImageRecord {
     pub file: PathBuf,

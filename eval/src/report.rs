@@ -120,10 +120,6 @@ pub const RULES: [MatchRule; 4] = [
     MatchRule::MeanOfBest,
 ];
 
-pub fn rule_name(rule: MatchRule) -> &'static str {
-    rule.name()
-}
-
 pub fn rule_figures(
     scores: &Scores,
     rule: MatchRule,
@@ -136,7 +132,7 @@ pub fn rule_figures(
         .copied()
         .fold(f32::INFINITY, f32::min);
     RuleFigures {
-        rule: rule_name(rule).into(),
+        rule: rule.name().into(),
         required,
         far: scores.far(threshold),
         frr: scores.frr(threshold),

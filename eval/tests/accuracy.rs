@@ -79,12 +79,7 @@ fn analysed(set: &LabelledSet, light: Light) -> (Vec<ImageRecord>, report::Rects
                                 .analyse(image)
                                 .unwrap()
                                 .into_iter()
-                                .map(|f| FaceRecord {
-                                    bbox: f.face.bbox,
-                                    landmarks: Some(f.face.landmarks),
-                                    score: f.face.score,
-                                    embedding: f.embedding.0,
-                                })
+                                .map(FaceRecord::from_analysed)
                                 .collect(),
                         })
                         .collect::<Vec<_>>()

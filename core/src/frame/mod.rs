@@ -180,6 +180,11 @@ pub trait FrameSource: Send {
     }
 }
 
+/// BT.601 luma of an RGB pixel, in integer arithmetic (0-255).
+pub fn luma([r, g, b]: [u8; 3]) -> u8 {
+    ((77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b) + 128) >> 8).min(255) as u8
+}
+
 /// Decode an encoded image (JPEG, PNG, ...) held in memory into an RGB frame. The size in its
 /// header is checked against [`MAX_PIXELS`] before the picture is decoded or allocated.
 pub fn decode_image(bytes: &[u8], origin: &str) -> Result<Frame, String> {
