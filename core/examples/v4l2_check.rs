@@ -423,10 +423,10 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
     config.camera.source = format!("v4l2:{}", device.display());
     config.camera.require_ir = false;
     config.auth.timeout = 6.0;
-    // One look per frame: vivid's pattern holds an unsure face candidate, which earns the second look (two more
-    // detections at 640x480); on the guest's emulated CPU that is about 4 s per frame (3939 ms measured), which
-    // leaves no frame analysed before this 6 s deadline. This check is about the capture path and the deadline;
-    // the second look's cost on a real CPU is measured by the pipeline bench (detect_second_look).
+    // One look per frame: vivid's pattern holds unsure face candidates, which earn the second look (two more
+    // detections at 640x480); on the guest's emulated CPU a frame with every look took 3.9-4.7 s, and no frame
+    // finished before this 6 s deadline. This check is about the capture path and the deadline; the second
+    // look's cost on a real CPU is measured by the pipeline bench (detect_second_look).
     config.detection.second_look = false;
     // The module's attempt for root on sudo, its rate-limit state beside the store.
     config.pam.allow_root = true;

@@ -273,41 +273,29 @@ impl Detector {
     /// was unsure of, never with a lower bar.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, DetectError> {
         let s = self.settings;
-        let first = self.detect_at(
-            image,
-            s.max_height,
-            s.score_threshold.min(SECOND_LOOK_SCORE),
-        )?;
-        let (sure, unsure): (Vec<Face>, Vec<Face>) = first
-            .into_iter()
-            .partition(|f| f.score >= s.score_threshold);
-        if !sure.is_empty() || unsure.is_empty() || !s.second_look {
+        let (sure, best_unsure) = self.look(image, s.max_height)?;
+        if !sure.is_empty() || best_unsure < SECOND_LOOK_SCORE || !s.second_look {
             return Ok(sure);
         }
         let height = image
             .height()
             .min(s.max_height.saturating_mul(SECOND_LOOK_SCALE));
         if height > s.max_height {
-            let second = self.detect_at(image, height, s.score_threshold)?;
+            let (second, _) = self.look(image, height)?;
             if !second.is_empty() {
                 return Ok(second);
             }
         }
         match stretch_contrast(image) {
-            Some(stretched) => {
-                self.detect_at(&stretched, height.max(s.max_height), s.score_threshold)
-            }
+            Some(stretched) => Ok(self.look(&stretched, height.max(s.max_height))?.0),
             None => Ok(Vec::new()),
         }
     }
 
-    /// One look: faces scoring at least `threshold`, with the frame scaled to at most `max_height` rows.
-    fn detect_at(
-        &self,
-        image: &RgbImage,
-        max_height: u32,
-        threshold: f32,
-    ) -> Result<Vec<Face>, DetectError> {
+    /// One look with the frame scaled to at most `max_height` rows: the faces scoring at least the threshold,
+    /// and the best score under it (0 when none), which says whether a second look is worth it. Only faces that
+    /// pass are decoded and go through NMS: a busy scene's many weak anchors cost one comparison each.
+    fn look(&self, image: &RgbImage, max_height: u32) -> Result<(Vec<Face>, f32), DetectError> {
         let (w, h) = image.dimensions();
         let lb = Letterbox::for_frame(w, h, max_height);
         let plan = self.prepare(lb.canvas_w, lb.canvas_h)?;
@@ -315,21 +303,18 @@ impl Detector {
         let outputs = plan
             .run(tvec!(input.into()))
             .map_err(|e| DetectError(format!("{e:#}")))?;
-        let mut faces = self.decode(&outputs, &lb, threshold)?;
+        let (mut faces, best_unsure) = self.decode(&outputs, &lb)?;
         faces = nms(faces, self.settings.nms_iou);
         let min = self.settings.min_face_size as f32;
         faces.retain(|f| f.bbox[2].min(f.bbox[3]) >= min);
-        Ok(faces)
+        Ok((faces, best_unsure))
     }
 
     /// Faces from the raw head outputs. Scores come from cls and obj alone; the box and landmarks
     /// are read only for the few anchors whose score passes the threshold.
-    fn decode(
-        &self,
-        outputs: &[TValue],
-        lb: &Letterbox,
-        threshold: f32,
-    ) -> Result<Vec<Face>, DetectError> {
+    fn decode(&self, outputs: &[TValue], lb: &Letterbox) -> Result<(Vec<Face>, f32), DetectError> {
+        let threshold = self.settings.score_threshold;
+        let mut best_unsure = 0.0f32;
         let mut faces = Vec::new();
         for (s, &stride) in STRIDES.iter().enumerate() {
             let cols = lb.canvas_w as usize / stride;
@@ -360,6 +345,7 @@ impl Detector {
                 let score =
                     (sigmoid(cls[i]).clamp(0.0, 1.0) * sigmoid(obj[i]).clamp(0.0, 1.0)).sqrt();
                 if score < threshold {
+                    best_unsure = best_unsure.max(score);
                     continue;
                 }
                 let (r, c) = ((i / cols) as f32, (i % cols) as f32);
@@ -384,7 +370,7 @@ impl Detector {
                 }
             }
         }
-        Ok(faces)
+        Ok((faces, best_unsure))
     }
 }
 
