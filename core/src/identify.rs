@@ -47,6 +47,16 @@ pub fn choose(scores: &[f32], threshold: f32) -> Option<usize> {
     (scores[best] < threshold && second - scores[best] >= MARGIN).then_some(best)
 }
 
+/// The best score among every user but `user` (`f32::INFINITY` when there is no other): what `user` must lead.
+pub fn runner_up(scores: &[f32], user: usize) -> f32 {
+    scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != user)
+        .map(|(_, &s)| s)
+        .fold(f32::INFINITY, f32::min)
+}
+
 /// What identification found.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Identification {
@@ -151,12 +161,7 @@ pub fn identify(
             }
         }
         if let Some(user) = choose(&scores, threshold) {
-            let second = scores
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != user)
-                .map(|(_, &s)| s)
-                .fold(f32::INFINITY, f32::min);
+            let second = runner_up(&scores, user);
             stats.elapsed = started.elapsed();
             return Identification::Identified {
                 user,

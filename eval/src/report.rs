@@ -426,13 +426,7 @@ pub fn identify_figures(
                     Some(_) => wrong += 1,
                     None => {}
                 }
-                let second = s
-                    .iter()
-                    .enumerate()
-                    .filter(|&(u, _)| u != q)
-                    .map(|(_, &x)| x)
-                    .fold(f32::INFINITY, f32::min);
-                gaps.push(second - s[q]);
+                gaps.push(facekey_core::identify::runner_up(&s, q) - s[q]);
             }
             // Open set: q not enrolled.
             let users: Vec<usize> = (0..n).filter(|&u| u != q).collect();
