@@ -1,0 +1,1 @@
+//! dlib serialised network reader (in progress).

@@ -1,0 +1,1 @@
+//! Howdy configuration and face model reader (in progress).
