@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use validate::is_model_name;
 
 /// Where the PAM module and the CLI read the configuration from unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/facekey/config.toml";
@@ -25,7 +26,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/facekey/config.toml";
 /// The shipped default configuration file, every key present and commented.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.toml");
 
-/// Default `matching.threshold`: the largest embedding distance still accepted as the same face.
+/// The shipped embedder's calibrated threshold: the largest embedding distance still accepted as the same face,
+/// used when `matching.threshold` is not set.
 ///
 /// The one place this number lives; the shipped file must say the same (a test checks).
 pub const DEFAULT_THRESHOLD: f32 = 0.42;
@@ -170,31 +172,42 @@ impl Default for Detection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Models {
-    /// Directory holding the shipped model files. Absolute.
+    /// Directory holding the model files the package ships. Absolute.
     pub dir: PathBuf,
-    /// Which embedder variant to run.
-    pub embedder: EmbedderKind,
-    /// Replacement detector model. Absent: the shipped file in `dir`. Absolute when given.
+    /// Directory of models installed with `facekey model install` or `import-dlib`, with their manifest. Absolute.
+    pub installed_dir: PathBuf,
+    /// Which detector to run, by name (`facekey model list`).
+    pub detector: String,
+    /// Which embedder to run, by name (`facekey model list`): "int8" is the shipped one.
+    pub embedder: String,
+    /// Replacement detector model. Absent: the named model's own file. Absolute when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detector_file: Option<PathBuf>,
     /// SHA-256 of the detector file (64 hex characters, lowercase after loading). Absent: the
-    /// pinned hash of the shipped file.
+    /// named model's hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detector_sha256: Option<String>,
-    /// Replacement embedder model. Absent: the shipped file in `dir`. Absolute when given.
+    /// Replacement embedder model. Absent: the named model's own file. Absolute when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedder_file: Option<PathBuf>,
     /// SHA-256 of the embedder file (64 hex characters, lowercase after loading). Absent: the
-    /// pinned hash of the shipped file.
+    /// named model's hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedder_sha256: Option<String>,
 }
+
+/// The shipped detector's name.
+pub const DEFAULT_DETECTOR: &str = "yunet";
+/// The shipped embedder's name.
+pub const DEFAULT_EMBEDDER: &str = "int8";
 
 impl Default for Models {
     fn default() -> Self {
         Models {
             dir: PathBuf::from("/usr/share/facekey/models"),
-            embedder: EmbedderKind::default(),
+            installed_dir: PathBuf::from("/var/lib/facekey/models"),
+            detector: DEFAULT_DETECTOR.to_owned(),
+            embedder: DEFAULT_EMBEDDER.to_owned(),
             detector_file: None,
             detector_sha256: None,
             embedder_file: None,
@@ -203,23 +216,14 @@ impl Default for Models {
     }
 }
 
-/// The embedder variant, written `"int8"` or `"fp32"` in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum EmbedderKind {
-    /// Quantised model: smaller and faster, the default.
-    #[default]
-    Int8,
-    /// Full-precision model.
-    Fp32,
-}
-
 /// `[matching]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Matching {
-    /// Largest embedding distance accepted as the enrolled face, in (0, 2].
-    pub threshold: f32,
+    /// Largest embedding distance accepted as the enrolled face, in (0, 2]. Absent: the active embedder's
+    /// calibrated threshold ([`DEFAULT_THRESHOLD`] for the shipped one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
     /// How many frames must match before the user is accepted. At least 1.
     pub required_matches: u32,
     /// How the frames of one attempt combine into a decision.
@@ -258,7 +262,7 @@ impl MatchRule {
 impl Default for Matching {
     fn default() -> Self {
         Matching {
-            threshold: DEFAULT_THRESHOLD,
+            threshold: None,
             required_matches: DEFAULT_REQUIRED_MATCHES,
             rule: MatchRule::default(),
         }

@@ -39,6 +39,9 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
 
     let m = &config.models;
     absolute("models.dir", &m.dir)?;
+    absolute("models.installed_dir", &m.installed_dir)?;
+    model_name("models.detector", &m.detector)?;
+    model_name("models.embedder", &m.embedder)?;
     if let Some(file) = &m.detector_file {
         absolute("models.detector_file", file)?;
     }
@@ -52,14 +55,14 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
         sha256("models.embedder_sha256", hash)?;
     }
 
-    let threshold = config.matching.threshold;
-    // Embeddings are unit vectors: their distance lies in [0, 2]. Written as a positive test so
-    // NaN fails it.
-    if !(threshold.is_finite() && threshold > 0.0 && threshold <= 2.0) {
-        return Err(Violation::new(
-            "matching.threshold",
-            format!("must be greater than 0 and at most 2, found {threshold}"),
-        ));
+    if let Some(threshold) = config.matching.threshold {
+        // Written as a positive test so NaN fails it.
+        if !(threshold.is_finite() && threshold > 0.0 && threshold <= 2.0) {
+            return Err(Violation::new(
+                "matching.threshold",
+                format!("must be greater than 0 and at most 2, found {threshold}"),
+            ));
+        }
     }
     at_least_one(
         "matching.required_matches",
@@ -95,6 +98,29 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     at_least_one("rate_limit.window", r.window)?;
     absolute("rate_limit.state_dir", &r.state_dir)?;
     Ok(())
+}
+
+/// A model name: 1 to 64 characters from `[a-z0-9._-]`, starting with a letter or digit (it names files and
+/// manifest entries).
+pub fn is_model_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=64).contains(&bytes.len())
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(b))
+}
+
+fn model_name(key: &'static str, name: &str) -> Result<(), Violation> {
+    if is_model_name(name) {
+        return Ok(());
+    }
+    Err(Violation::new(
+        key,
+        format!(
+            "{name:?} is not a model name (1 to 64 of a-z, 0-9, '.', '-', '_'; `facekey model list` shows the models)"
+        ),
+    ))
 }
 
 /// A list of PAM service names: each non-empty, without whitespace, never `sshd`, and passing `more`.

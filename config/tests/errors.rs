@@ -59,7 +59,7 @@ rejects! {
         => line 2, key "detection.max_heigth",
         says "unknown key (expected one of max_height, score_threshold, nms_iou, min_face_size, second_look)";
     unknown_key_in_models_is_rejected:
-        "[models]\ndetector = \"/x.onnx\"\n" => line 2, key "models.detector", says "unknown key (expected one of dir, embedder, detector_file,";
+        "[models]\ndetector_path = \"/x.onnx\"\n" => line 2, key "models.detector_path", says "unknown key (expected one of dir, installed_dir, detector, embedder, detector_file,";
     unknown_key_in_matching_is_rejected:
         "[matching]\ntreshold = 0.4\n" => line 2, key "matching.treshold", says "unknown key (expected one of threshold, required_matches, rule)";
     unknown_key_in_auth_is_rejected:
@@ -117,7 +117,7 @@ rejects! {
     non_string_in_list_is_rejected:
         "[pam]\nservices = [\n  \"sudo\",\n  3,\n]\n" => line 4, key "pam.services", says "expected a string, found an integer";
     unknown_embedder_is_rejected:
-        "[models]\nembedder = \"int4\"\n" => line 2, key "models.embedder", says "unknown value \"int4\" (expected \"int8\" or \"fp32\")";
+        "[models]\nembedder = \"Int 8\"\n" => line 2, key "models.embedder", says "\"Int 8\" is not a model name";
     integer_for_embedder_is_rejected:
         "[models]\nembedder = 8\n" => line 2, key "models.embedder", says "expected a string";
     value_for_section_is_rejected:

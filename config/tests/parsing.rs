@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use facekey_config::{
-    Auth, Camera, Config, ConfigError, Detection, EmbedderKind, General, MatchRule, Matching,
-    Models, Pam, RateLimit, Storage,
+    Auth, Camera, Config, ConfigError, Detection, General, MatchRule, Matching, Models, Pam,
+    RateLimit, Storage,
 };
 
 const ORIGIN: &str = "/test/facekey.toml";
@@ -38,6 +38,8 @@ second_look = false
 
 [models]
 dir = "/opt/facekey/models"
+installed_dir = "/opt/facekey/installed"
+detector = "yunet-big"
 embedder = "fp32"
 detector_file = "/opt/facekey/detector.onnx"
 detector_sha256 = "abababababababababababababababababababababababababababababababab"
@@ -92,14 +94,16 @@ fn every_key_expected() -> Config {
         },
         models: Models {
             dir: PathBuf::from("/opt/facekey/models"),
-            embedder: EmbedderKind::Fp32,
+            installed_dir: PathBuf::from("/opt/facekey/installed"),
+            detector: "yunet-big".into(),
+            embedder: "fp32".into(),
             detector_file: Some(PathBuf::from("/opt/facekey/detector.onnx")),
             detector_sha256: Some("ab".repeat(32)),
             embedder_file: Some(PathBuf::from("/opt/facekey/embedder.onnx")),
             embedder_sha256: Some("cd".repeat(32)),
         },
         matching: Matching {
-            threshold: 0.38,
+            threshold: Some(0.38),
             required_matches: 3,
             rule: MatchRule::SameSample,
         },
@@ -134,7 +138,8 @@ fn every_key_test_really_changes_every_default() {
     let default_lines: Vec<&str> = default.lines().filter(|l| l.contains(" = ")).collect();
     let parsed = parse(EVERY_KEY).to_toml_string();
     let assignments: Vec<&str> = parsed.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), default_lines.len() + 4, "{parsed}");
+    // The four replacement files and hashes, and the threshold, are not set by default.
+    assert_eq!(assignments.len(), default_lines.len() + 5, "{parsed}");
     for line in assignments {
         assert!(!default_lines.contains(&line), "still the default: {line}");
     }
@@ -173,7 +178,7 @@ fn dotted_keys_and_inline_tables_are_read_like_sections() {
 fn integer_is_accepted_where_a_number_is_expected() {
     let config = parse("[auth]\ntimeout = 5\n[matching]\nthreshold = 1\n");
     assert_eq!(config.auth.timeout, 5.0);
-    assert_eq!(config.matching.threshold, 1.0);
+    assert_eq!(config.matching.threshold, Some(1.0));
 }
 
 #[test]

@@ -88,5 +88,11 @@ fn shipped_file_documents_each_key_with_a_default_comment() {
 
 #[test]
 fn default_threshold_is_the_one_constant() {
-    assert_eq!(Config::default().matching.threshold, DEFAULT_THRESHOLD);
+    // Not set by default: the active embedder's calibrated threshold applies, and the shipped file names it.
+    assert_eq!(Config::default().matching.threshold, None);
+    let line = format!("# threshold = {DEFAULT_THRESHOLD}");
+    assert!(
+        DEFAULT_CONFIG_TOML.lines().any(|l| l == line),
+        "config.toml does not show `{line}`"
+    );
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, WallTime};
 use criterion::{BatchSize, Criterion};
-use facekey_config::{Config, EmbedderKind};
+use facekey_config::Config;
 use facekey_core::align;
 use facekey_core::decision::{decide, Outcome};
 use facekey_core::detect::{Detector, Face, Letterbox};
@@ -60,16 +60,15 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn config(kind: EmbedderKind, max_height: u32) -> Config {
+fn config(kind: &str, max_height: u32) -> Config {
     let mut config = Config::default();
     config.models.dir = repo().join("models");
-    config.models.embedder = kind;
+    config.models.embedder = kind.to_owned();
     config.detection.max_height = max_height;
     config
 }
 
-const KINDS: [(&str, EmbedderKind); 2] =
-    [("int8", EmbedderKind::Int8), ("fp32", EmbedderKind::Fp32)];
+const KINDS: [(&str, &str); 2] = [("int8", "int8"), ("fp32", "fp32")];
 
 fn chips() -> Vec<PathBuf> {
     let dir = repo().join("tests/data/faces/johns").join(PERSON);
@@ -203,7 +202,7 @@ fn detect<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     let image = decode_frame(&frame_jpeg());
     let mut g = c.benchmark_group(n.group("detect"));
     for max_height in [320u32, 480] {
-        let config = config(EmbedderKind::Int8, max_height);
+        let config = config("int8", max_height);
         let detector = Detector::load(&config).expect("detector");
         // The first call plans for the canvas size; this also checks the fixture.
         the_face(&detector, &image);
@@ -217,7 +216,7 @@ fn detect<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     let mut g = c.benchmark_group(n.group("detect_first_frame_plan"));
     g.sample_size(10);
     for max_height in [320u32, 480] {
-        let config = config(EmbedderKind::Int8, max_height);
+        let config = config("int8", max_height);
         let lb = Letterbox::for_frame(FRAME_W, FRAME_H, max_height);
         g.bench_function(
             format!(
@@ -246,7 +245,7 @@ fn detect_second_look<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     let image = decode_frame(&frame_jpeg());
     let mut g = c.benchmark_group(n.group("detect_second_look"));
     for second_look in [false, true] {
-        let mut config = config(EmbedderKind::Int8, 320);
+        let mut config = config("int8", 320);
         config.detection.score_threshold = 0.99;
         config.detection.second_look = second_look;
         let detector = Detector::load(&config).expect("detector");
@@ -266,7 +265,7 @@ fn detect_second_look<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
 
 fn align_bench<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     let image = decode_frame(&frame_jpeg());
-    let detector = Detector::load(&config(EmbedderKind::Int8, 320)).expect("detector");
+    let detector = Detector::load(&config("int8", 320)).expect("detector");
     let face = the_face(&detector, &image);
     let mut g = c.benchmark_group(n.group("align"));
     g.bench_function("chip_150x150", |b| {
@@ -277,7 +276,7 @@ fn align_bench<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
 
 fn embed<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
     let image = decode_frame(&frame_jpeg());
-    let detector = Detector::load(&config(EmbedderKind::Int8, 320)).expect("detector");
+    let detector = Detector::load(&config("int8", 320)).expect("detector");
     let chip = align::align(&image, &the_face(&detector, &image)).expect("chip");
     let mut g = c.benchmark_group(n.group("embed"));
     for (name, kind) in KINDS {
@@ -348,7 +347,10 @@ fn model_load<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
         });
         // The embedder, split: read + trust check + SHA-256; protobuf parse (+ int8 fold); then
         // tract's analysis, typing and optimisation for the 150x150 input.
-        let location = models::embedder_location(&config);
+        let location = models::ActiveModels::resolve(&config)
+            .expect("models")
+            .embedder
+            .location();
         g.bench_function(format!("embedder_{name}_1_read_verify"), |b| {
             b.iter_with_large_drop(|| models::read_verified(black_box(&location)).expect("read"))
         });
@@ -365,7 +367,7 @@ fn model_load<M: Measurement>(c: &mut Criterion<M>, n: &Names) {
             })
         });
     }
-    let config = config(EmbedderKind::Int8, 320);
+    let config = config("int8", 320);
     g.bench_function("detector", |b| {
         b.iter_with_large_drop(|| Detector::load(black_box(&config)).expect("detector"))
     });

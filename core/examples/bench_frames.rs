@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use facekey_config::{Config, EmbedderKind};
+use facekey_config::Config;
 use facekey_core::align;
 use facekey_core::engine::Engine;
 use facekey_core::source::read_image;
@@ -71,8 +71,8 @@ fn main() {
         std::process::exit(2);
     }
     let (name, kind) = match args[0].as_str() {
-        "int8" => ("int8", EmbedderKind::Int8),
-        "fp32" => ("fp32", EmbedderKind::Fp32),
+        "int8" => ("int8", "int8"),
+        "fp32" => ("fp32", "fp32"),
         other => panic!("unknown embedder {other}"),
     };
     let runs: usize = args[1].parse().expect("RUNS must be a number");
@@ -81,7 +81,7 @@ fn main() {
 
     let mut config = Config::default();
     config.models.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models").into();
-    config.models.embedder = kind;
+    config.models.embedder = kind.to_owned();
     let t = Instant::now();
     let engine = Engine::load(&config).expect("models");
     eprintln!(
@@ -98,7 +98,8 @@ fn main() {
         samples.push(face.embedding.0.clone());
     }
 
-    let threshold = config.matching.threshold;
+    let threshold =
+        facekey_core::rule::threshold(&config.matching, facekey_config::DEFAULT_THRESHOLD);
     println!("embedder,frame,run,ms,cpu_ms,detect_ms,faces,best_distance");
     for path in &frames {
         let image = rgb(path);

@@ -1,6 +1,6 @@
 //! Print the genuine and impostor distance statistics of the johns set (used to calibrate the threshold).
 //! Usage: cargo run --release -p facekey-core --example distances -- [int8|fp32] [DATA_DIR]
-use facekey_config::{Config, EmbedderKind};
+use facekey_config::Config;
 use facekey_core::engine::Engine;
 use facekey_core::source::read_image;
 
@@ -9,7 +9,7 @@ fn main() {
     let mut config = Config::default();
     config.models.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models").into();
     if args.get(1).map(String::as_str) == Some("fp32") {
-        config.models.embedder = EmbedderKind::Fp32;
+        config.models.embedder = "fp32".into();
     }
     let data = args.get(2).cloned().unwrap_or_else(|| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/faces/johns").into()

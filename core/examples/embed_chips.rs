@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use facekey_config::{Config, EmbedderKind};
+use facekey_config::Config;
 use facekey_core::engine::Engine;
 use facekey_core::source::read_image;
 
@@ -58,8 +58,8 @@ fn main() {
     let mut config = Config::default();
     config.models.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models").into();
     config.models.embedder = match args[0].as_str() {
-        "int8" => EmbedderKind::Int8,
-        "fp32" => EmbedderKind::Fp32,
+        "int8" => "int8".into(),
+        "fp32" => "fp32".into(),
         other => panic!("unknown embedder {other}"),
     };
     if args[1] == "detect-full" {

@@ -1,4 +1,4 @@
-//! Alignment: from a detected face to the 150x150 chip the embedder expects.
+//! Alignment: from a detected face to the chip the embedder expects (dlib's 150x150 for the shipped one).
 //!
 //! A similarity transform (rotation, uniform scale, translation; no shear) maps the five detected
 //! landmarks onto the dlib chip template in the least-squares sense (Umeyama's method, closed form
@@ -86,9 +86,23 @@ impl Similarity {
     }
 }
 
-/// Cut the aligned 150x150 chip for `face` out of `image`. `None` when the landmarks are degenerate.
+/// Cut the aligned 150x150 dlib chip for `face` out of `image`. `None` when the landmarks are degenerate.
 pub fn align(image: &RgbImage, face: &Face) -> Option<RgbImage> {
-    let to_chip = Similarity::estimate(&face.landmarks, &DLIB_CHIP_TEMPLATE)?;
+    align_to(image, face, &DLIB_CHIP_TEMPLATE, CHIP_SIZE)
+}
+
+/// Cut the `size` x `size` chip for `face` out of `image`, its landmarks moved onto `template` (points on that
+/// chip, in the detector's landmark order). `None` when the landmarks are degenerate or `size` is 0.
+pub fn align_to(
+    image: &RgbImage,
+    face: &Face,
+    template: &[[f32; 2]; 5],
+    size: u32,
+) -> Option<RgbImage> {
+    if size == 0 {
+        return None;
+    }
+    let to_chip = Similarity::estimate(&face.landmarks, template)?;
     let to_image = to_chip.inverse()?;
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
@@ -97,9 +111,9 @@ pub fn align(image: &RgbImage, face: &Face) -> Option<RgbImage> {
     let src = image.as_raw();
     let stride = w as usize * 3;
     let (max_x, max_y) = ((w - 1) as f32, (h - 1) as f32);
-    let mut out = Vec::with_capacity((CHIP_SIZE * CHIP_SIZE * 3) as usize);
-    for y in 0..CHIP_SIZE {
-        for x in 0..CHIP_SIZE {
+    let mut out = Vec::with_capacity((size * size * 3) as usize);
+    for y in 0..size {
+        for x in 0..size {
             // Bilinear sample with edge clamping (pixels outside the image repeat the border).
             let [sx, sy] = to_image.apply([x as f32, y as f32]);
             let (sx, sy) = (sx.clamp(0.0, max_x), sy.clamp(0.0, max_y));
@@ -117,7 +131,7 @@ pub fn align(image: &RgbImage, face: &Face) -> Option<RgbImage> {
             }
         }
     }
-    RgbImage::from_raw(CHIP_SIZE, CHIP_SIZE, out)
+    RgbImage::from_raw(size, size, out)
 }
 
 #[cfg(test)]

@@ -342,7 +342,7 @@ pub fn decide(
     deadline: Instant,
     observer: &mut dyn FnMut(&FrameReport<'_>),
 ) -> Outcome {
-    let mut matcher = Matcher::new(&config.matching);
+    let mut matcher = Matcher::new(&config.matching, engine.calibrated_threshold());
     let mut stats = Stats::default();
     let mut best = f32::INFINITY;
     let mut motion_check =

@@ -201,7 +201,7 @@ impl Detector {
     /// output post-processing off the graph (`cut_heads`).
     pub fn load(config: &Config) -> Result<Detector, ModelError> {
         Detector::from_file(
-            VerifiedModel::read(models::detector_location(config))?,
+            VerifiedModel::read(models::ActiveModels::resolve(config)?.detector.location())?,
             config,
         )
     }

@@ -1,18 +1,20 @@
-//! Embedding: an aligned 150x150 chip to a 128-d vector with the dlib ResNet metric network.
+//! Embedding: an aligned chip to a vector with a metric network (the shipped one: dlib's ResNet, 150x150 chips,
+//! 128-d).
 //!
-//! Two chips of the same person land close together (Euclidean distance), two people far apart.
-//! The model file is read through the trust and hash checks in `models`; the int8 file is folded
-//! to fp32 weights there.
+//! Two chips of the same person land close together (Euclidean distance), two people far apart. How the chip is
+//! fed in (size, channel order, normalisation) and how embeddings compare (raw or scaled to unit length) is the
+//! embedder's [`EmbedderMeta`]. The model file is read through the trust and hash checks in `models`; the int8
+//! file is folded to fp32 weights there.
 
 use facekey_config::Config;
 use image::RgbImage;
 use tract_onnx::prelude::*;
 
-use crate::align::CHIP_SIZE;
-use crate::models::{self, ModelError, ModelLocation, Plan, VerifiedModel};
+use crate::models::catalogue::{ChannelOrder, Metric};
+use crate::models::{self, ActiveModels, EmbedderMeta, ModelError, Plan, VerifiedModel};
 use crate::store::EmbedderId;
 
-/// Length of a dlib ResNet embedding.
+/// Length of a dlib ResNet embedding (the shipped embedder's).
 pub const DIMENSION: usize = 128;
 
 /// A face embedding.
@@ -47,31 +49,27 @@ pub struct EmbedError(String);
 pub struct Embedder {
     plan: Plan,
     id: EmbedderId,
+    meta: EmbedderMeta,
 }
 
 impl Embedder {
-    /// Read the embedder the configuration names (trust and hash checked) and plan it.
+    /// Read the embedder the configuration makes active (trust and hash checked) and plan it.
     pub fn load(config: &Config) -> Result<Embedder, ModelError> {
-        Embedder::from_file(VerifiedModel::read(models::embedder_location(config))?)
+        let active = ActiveModels::resolve(config)?;
+        let model = VerifiedModel::read(active.embedder.location())?;
+        Embedder::from_file(model, active.embedder.embedder_id(), active.embedder.meta())
     }
 
     /// Plan the embedder from a file already read and verified (opens no file).
-    pub fn from_file(model: VerifiedModel) -> Result<Embedder, ModelError> {
+    pub fn from_file(
+        model: VerifiedModel,
+        id: EmbedderId,
+        meta: EmbedderMeta,
+    ) -> Result<Embedder, ModelError> {
         let (location, bytes) = model.into_parts();
-        let shape = [1, 3, CHIP_SIZE as usize, CHIP_SIZE as usize];
-        let plan = models::build_plan(bytes, &location.path, &shape)?;
-        Ok(Embedder {
-            plan,
-            id: Embedder::id_for(&location),
-        })
-    }
-
-    /// What enrolments made with the embedder at `location` record (its pinned hash).
-    pub fn id_for(location: &ModelLocation) -> EmbedderId {
-        EmbedderId {
-            sha256: location.sha256.clone(),
-            dimension: DIMENSION,
-        }
+        let side = meta.chip_size as usize;
+        let plan = models::build_plan(bytes, &location.path, &[1, 3, side, side])?;
+        Ok(Embedder { plan, id, meta })
     }
 
     /// What enrolments made with this embedder record, so another model's are refused.
@@ -79,21 +77,32 @@ impl Embedder {
         &self.id
     }
 
+    /// How chips are cut and fed, and how embeddings compare.
+    pub fn meta(&self) -> &EmbedderMeta {
+        &self.meta
+    }
+
     /// Embed one aligned chip.
     pub fn embed(&self, chip: &RgbImage) -> Result<Embedding, EmbedError> {
-        if chip.dimensions() != (CHIP_SIZE, CHIP_SIZE) {
+        let meta = &self.meta;
+        let side = meta.chip_size;
+        if chip.dimensions() != (side, side) {
             return Err(EmbedError(format!(
-                "chip is {:?}, expected 150x150",
+                "chip is {:?}, expected {side}x{side}",
                 chip.dimensions()
             )));
         }
-        let side = CHIP_SIZE as usize;
+        let side = side as usize;
         let plane = side * side;
+        let planes = match meta.order {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        };
         let mut data = vec![0f32; 3 * plane];
         for (i, p) in chip.pixels().enumerate() {
-            data[i] = p.0[0] as f32;
-            data[plane + i] = p.0[1] as f32;
-            data[2 * plane + i] = p.0[2] as f32;
+            for (c, &source) in planes.iter().enumerate() {
+                data[c * plane + i] = (p.0[source] as f32 - meta.mean[c]) * meta.scale;
+            }
         }
         let input = Tensor::from_shape(&[1, 3, side, side], &data)
             .map_err(|e| EmbedError(format!("{e:#}")))?;
@@ -101,7 +110,7 @@ impl Embedder {
             .plan
             .run(tvec!(input.into()))
             .map_err(|e| EmbedError(format!("{e:#}")))?;
-        let values = out
+        let mut values = out
             .first()
             .ok_or_else(|| EmbedError("the model gave no output".into()))?
             .to_plain_array_view::<f32>()
@@ -109,11 +118,19 @@ impl Embedder {
             .to_slice()
             .ok_or_else(|| EmbedError("the output is not contiguous".into()))?
             .to_vec();
-        if values.len() != DIMENSION || values.iter().any(|v| !v.is_finite()) {
+        if values.len() != meta.dimension || values.iter().any(|v| !v.is_finite()) {
             return Err(EmbedError(format!(
-                "the model gave {} values, not {DIMENSION} finite ones",
-                values.len()
+                "the model gave {} values, not {} finite ones",
+                values.len(),
+                meta.dimension
             )));
+        }
+        if meta.metric == Metric::Cosine {
+            let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if !(norm.is_finite() && norm > 0.0) {
+                return Err(EmbedError("the model gave an embedding of length 0".into()));
+            }
+            values.iter_mut().for_each(|v| *v /= norm);
         }
         Ok(Embedding(values))
     }

@@ -21,13 +21,17 @@ use image::RgbImage;
 use crate::align;
 use crate::detect::{DetectError, Detector, Face};
 use crate::embed::{EmbedError, Embedder, Embedding};
-use crate::models::{self, ModelError, ModelFiles, ModelLocation, VerifiedModel};
+use crate::models::{ActiveModels, EmbedderMeta, ModelError, ModelFiles, VerifiedModel};
 use crate::store::EmbedderId;
 
 /// The two models: the detector ready to run, the embedder ready or still loading.
 pub struct Engine {
     pub detector: Detector,
     embedder: PendingEmbedder,
+    /// The active models this engine was built from (names, files, hashes, the embedder's metadata).
+    active: ActiveModels,
+    /// The embedder's alignment template on its chip, and the chip's side.
+    template: ([[f32; 2]; 5], u32),
 }
 
 /// A face found in an image, with its embedding when it could be aligned.
@@ -62,7 +66,8 @@ impl Engine {
         config: &Config,
         size_hint: impl FnOnce() -> Option<(u32, u32)>,
     ) -> Result<Engine, ModelError> {
-        Engine::start_from(ModelFiles::read(config)?, config, size_hint)
+        let active = ActiveModels::resolve(config)?;
+        Engine::start_from(ModelFiles::read_active(&active)?, config, size_hint)
     }
 
     /// Start building the embedder on its own thread, parse the detector on this one and plan it
@@ -74,12 +79,23 @@ impl Engine {
         config: &Config,
         size_hint: impl FnOnce() -> Option<(u32, u32)>,
     ) -> Result<Engine, ModelError> {
-        let ModelFiles { detector, embedder } = files;
-        let embedder = PendingEmbedder::start(embedder);
+        let ModelFiles {
+            detector,
+            embedder,
+            active,
+        } = files;
+        let meta = active.embedder.meta();
+        let template = (meta.template.points_for(meta.chip_size), meta.chip_size);
+        let embedder = PendingEmbedder::start(embedder, active.embedder.embedder_id(), meta);
         // On an error here the embedder's thread is left to finish on its own: it holds only its
         // own bytes, and waiting for it would only delay the answer.
         let detector = Detector::from_file(detector, config)?;
-        let engine = Engine { detector, embedder };
+        let engine = Engine {
+            detector,
+            embedder,
+            active,
+            template,
+        };
         engine.plan_for(size_hint());
         Ok(engine)
     }
@@ -97,9 +113,14 @@ impl Engine {
         self.embedder.get()
     }
 
-    /// Which embedder this engine runs (known before it has loaded: the configured file's hash).
+    /// Which embedder this engine runs (known before it has loaded: the catalogue's identity of it).
     pub fn embedder_id(&self) -> &EmbedderId {
         &self.embedder.id
+    }
+
+    /// The active models this engine runs.
+    pub fn active(&self) -> &ActiveModels {
+        &self.active
     }
 
     /// Detect every face in `image` and embed each one.
@@ -111,7 +132,8 @@ impl Engine {
         let embedder = self.embedder()?;
         let mut out = Vec::with_capacity(faces.len());
         for face in faces {
-            let Some(chip) = align::align(image, &face) else {
+            let Some(chip) = align::align_to(image, &face, &self.template.0, self.template.1)
+            else {
                 continue;
             };
             let embedding = embedder.embed(&chip)?;
@@ -128,6 +150,8 @@ pub trait Analyser {
     fn analyse(&self, image: &RgbImage) -> Result<Vec<AnalysedFace>, AnalyseError>;
     /// The embedder's loading error, if it failed (reported even when no face came to need it).
     fn embedder_ready(&self) -> Result<(), ModelError>;
+    /// The embedder's calibrated threshold (used unless `[matching] threshold` is set: [`crate::rule::threshold`]).
+    fn calibrated_threshold(&self) -> f32;
 }
 
 impl Analyser for Engine {
@@ -137,6 +161,10 @@ impl Analyser for Engine {
 
     fn embedder_ready(&self) -> Result<(), ModelError> {
         self.embedder().map(|_| ())
+    }
+
+    fn calibrated_threshold(&self) -> f32 {
+        self.active.embedder.meta().threshold
     }
 }
 
@@ -150,9 +178,9 @@ struct PendingEmbedder {
 }
 
 impl PendingEmbedder {
-    fn start(model: VerifiedModel) -> PendingEmbedder {
+    fn start(model: VerifiedModel, id: EmbedderId, meta: EmbedderMeta) -> PendingEmbedder {
         let pending = PendingEmbedder {
-            id: Embedder::id_for(&model.location),
+            id: id.clone(),
             path: model.location.path.clone(),
             loader: Mutex::new(None),
             done: OnceLock::new(),
@@ -160,10 +188,11 @@ impl PendingEmbedder {
         // Shared so the bytes can be taken back when no thread can be started.
         let model = Arc::new(Mutex::new(Some(model)));
         let for_thread = model.clone();
+        let (thread_id, thread_meta) = (id.clone(), meta.clone());
         let spawned = std::thread::Builder::new()
             .name("facekey-embedder".into())
             .spawn(move || match lock(&for_thread).take() {
-                Some(model) => Embedder::from_file(model),
+                Some(model) => Embedder::from_file(model, thread_id, thread_meta),
                 None => Err(ModelError::Invalid {
                     path: "embedder".into(),
                     reason: "the model was taken by another loader".into(),
@@ -174,7 +203,7 @@ impl PendingEmbedder {
             // No thread to be had: build it here, one model after the other.
             Err(_) => {
                 let result = match lock(&model).take() {
-                    Some(model) => Embedder::from_file(model),
+                    Some(model) => Embedder::from_file(model, id, meta),
                     None => Err(ModelError::Invalid {
                         path: pending.path.clone(),
                         reason: "the model was taken by another loader".into(),
@@ -226,7 +255,7 @@ pub struct EngineCache {
     slot: Mutex<Option<(ModelKey, Arc<Engine>)>>,
 }
 
-type ModelKey = (ModelLocation, ModelLocation, facekey_config::Detection);
+type ModelKey = (ActiveModels, facekey_config::Detection);
 
 impl EngineCache {
     pub fn new() -> EngineCache {
@@ -246,15 +275,17 @@ impl EngineCache {
         config: &Config,
         size_hint: impl FnOnce() -> Option<(u32, u32)>,
     ) -> Result<Arc<Engine>, ModelError> {
-        let key = (
-            models::detector_location(config),
-            models::embedder_location(config),
-            config.detection.clone(),
-        );
+        let active = ActiveModels::resolve(config)?;
+        let key = (active, config.detection.clone());
         if let Some(engine) = self.cached(&key) {
             return Ok(engine);
         }
-        self.load(key, ModelFiles::read(config)?, config, size_hint)
+        self.load(
+            key.clone(),
+            ModelFiles::read_active(&key.0)?,
+            config,
+            size_hint,
+        )
     }
 
     /// [`EngineCache::get_with_hint`] for model files already read and verified: opens no file
@@ -265,11 +296,7 @@ impl EngineCache {
         config: &Config,
         size_hint: impl FnOnce() -> Option<(u32, u32)>,
     ) -> Result<Arc<Engine>, ModelError> {
-        let key = (
-            files.detector.location.clone(),
-            files.embedder.location.clone(),
-            config.detection.clone(),
-        );
+        let key = (files.active.clone(), config.detection.clone());
         if let Some(engine) = self.cached(&key) {
             return Ok(engine);
         }

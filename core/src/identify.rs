@@ -90,7 +90,10 @@ pub fn identify(
     started: Instant,
     deadline: Instant,
 ) -> Identification {
-    let threshold = threshold_for(config.matching.threshold, enrolments.len());
+    let threshold = threshold_for(
+        crate::rule::threshold(&config.matching, engine.calibrated_threshold()),
+        enrolments.len(),
+    );
     let (rule_kind, required) = (config.matching.rule, config.matching.required_matches);
     let mut stats = Stats::default();
     // Per user: each counted frame's distance to each of their samples.

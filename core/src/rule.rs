@@ -35,12 +35,18 @@ pub struct Matcher {
     best: Vec<f32>,
 }
 
+/// The threshold a decision uses: `[matching] threshold` when set, else the active embedder's calibrated one.
+pub fn threshold(matching: &Matching, calibrated: f32) -> f32 {
+    matching.threshold.unwrap_or(calibrated)
+}
+
 impl Matcher {
-    pub fn new(matching: &Matching) -> Matcher {
+    /// The rule of `matching`, with the embedder's calibrated threshold unless the configuration sets one.
+    pub fn new(matching: &Matching, calibrated: f32) -> Matcher {
         Matcher {
             rule: matching.rule,
             k: matching.required_matches.max(1) as usize,
-            threshold: matching.threshold,
+            threshold: threshold(matching, calibrated),
             counts: Vec::new(),
             best: Vec::new(),
         }
@@ -190,7 +196,7 @@ mod tests {
 
     fn matching(rule: MatchRule, k: u32, t: f32) -> Matching {
         Matching {
-            threshold: t,
+            threshold: Some(t),
             required_matches: k,
             rule,
         }
@@ -198,7 +204,7 @@ mod tests {
 
     /// Whether the frame-by-frame matcher accepts the attempt (frames with no face interrupt it).
     fn sequential(rule: MatchRule, k: u32, t: f32, frames: &[Vec<f32>]) -> bool {
-        let mut m = Matcher::new(&matching(rule, k, t));
+        let mut m = Matcher::new(&matching(rule, k, t), f32::NAN);
         frames.iter().any(|f| {
             if f.iter().all(|d| !d.is_finite()) {
                 m.interrupt();

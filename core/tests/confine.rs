@@ -307,8 +307,8 @@ fn the_real_work_runs_confined_on_bytes_read_before() {
             Instant::now() + Duration::from_secs(60),
             &Confinement::default(),
             || -> Result<_, String> {
-                let detector = models::detector_location(&config);
-                let embedder = models::embedder_location(&config);
+                let active = models::ActiveModels::resolve(&config).map_err(|e| e.to_string())?;
+                let (detector, embedder) = (active.detector.location(), active.embedder.location());
                 let d = models::read_verified(&detector).map_err(|e| e.to_string())?;
                 let e = models::read_verified(&embedder).map_err(|e| e.to_string())?;
                 let jpegs = images

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use facekey_config::{Config, EmbedderKind};
+use facekey_config::Config;
 use facekey_core::embed::Embedder;
 use facekey_core::engine::Engine;
 use facekey_core::models::{self, ModelError, DETECTOR, EMBEDDER_FP32, EMBEDDER_INT8};
@@ -33,11 +33,23 @@ fn copy_models() -> (tempfile::TempDir, Config) {
 fn shipped_models_match_their_pinned_hashes() {
     let mut config = Config::default();
     config.models.dir = shipped();
-    for kind in [EmbedderKind::Int8, EmbedderKind::Fp32] {
-        config.models.embedder = kind;
-        models::read_verified(&models::embedder_location(&config)).unwrap();
+    for kind in ["int8", "fp32"] {
+        config.models.embedder = kind.to_owned();
+        models::read_verified(
+            &models::ActiveModels::resolve(&config)
+                .unwrap()
+                .embedder
+                .location(),
+        )
+        .unwrap();
     }
-    models::read_verified(&models::detector_location(&config)).unwrap();
+    models::read_verified(
+        &models::ActiveModels::resolve(&config)
+            .unwrap()
+            .detector
+            .location(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -69,7 +81,7 @@ fn tampered_model_is_refused_naming_the_file() {
 fn another_model_file_needs_its_hash_named_explicitly() {
     let (dir, mut config) = copy_models();
     // The fp32 file named as the int8 embedder: not the file whose hash is pinned for int8.
-    config.models.embedder = EmbedderKind::Int8;
+    config.models.embedder = "int8".into();
     config.models.embedder_file = Some(dir.path().join(EMBEDDER_FP32.file_name));
     assert!(matches!(
         Embedder::load(&config),
@@ -117,7 +129,7 @@ fn int8_embeddings_stay_close_to_fp32() {
     let mut config = Config::default();
     config.models.dir = shipped();
     let int8 = Embedder::load(&config).unwrap();
-    config.models.embedder = EmbedderKind::Fp32;
+    config.models.embedder = "fp32".into();
     let fp32 = Embedder::load(&config).unwrap();
     let johns = shipped().join("../tests/data/faces/johns");
     let mut worst = 0.0f32;
@@ -497,7 +509,13 @@ fn models_read_first_are_built_without_opening_files() {
     let (dir, config) = copy_models();
     let files = models::ModelFiles::read(&config).unwrap();
     let cached = models::ModelFiles::read(&config).unwrap();
-    assert_eq!(files.embedder.location, models::embedder_location(&config));
+    assert_eq!(
+        files.embedder.location,
+        models::ActiveModels::resolve(&config)
+            .unwrap()
+            .embedder
+            .location()
+    );
     std::fs::remove_dir_all(dir.path()).unwrap();
     // Nothing is left to open: an ordinary load fails.
     assert!(Engine::load(&config).is_err());

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{anyhow, Context, Result};
-use facekey_config::{Config, EmbedderKind};
+use facekey_config::Config;
 use facekey_core::engine::{AnalyseError, AnalysedFace, Analyser, Engine};
 use facekey_core::models::ModelError;
 use image::RgbImage;
@@ -15,10 +15,10 @@ use crate::records::{FaceRecord, ImageRecord};
 
 /// The configuration the evaluation runs with: the shipped defaults, the models in `models_dir`, liveness off
 /// (a set of still photos has no motion to measure).
-pub fn config(models_dir: &Path, embedder: EmbedderKind) -> Config {
+pub fn config(models_dir: &Path, embedder: &str) -> Config {
     let mut config = Config::default();
     config.models.dir = models_dir.to_path_buf();
-    config.models.embedder = embedder;
+    config.models.embedder = embedder.to_owned();
     config.camera.min_face_change = 0.0;
     config
 }
@@ -93,6 +93,7 @@ fn analyse_file(engine: &Engine, file: &Path) -> Result<ImageRecord> {
 /// unchanged while each image is analysed once, however many attempts show it.
 pub struct Cached {
     by_pixels: HashMap<u64, Vec<AnalysedFace>>,
+    calibrated_threshold: f32,
 }
 
 fn pixels_key(image: &RgbImage) -> u64 {
@@ -132,7 +133,10 @@ impl Cached {
         for part in parts {
             by_pixels.extend(part?);
         }
-        Ok(Cached { by_pixels })
+        Ok(Cached {
+            by_pixels,
+            calibrated_threshold: Analyser::calibrated_threshold(engine),
+        })
     }
 }
 
@@ -151,5 +155,9 @@ impl Analyser for Cached {
 
     fn embedder_ready(&self) -> Result<(), ModelError> {
         Ok(())
+    }
+
+    fn calibrated_threshold(&self) -> f32 {
+        self.calibrated_threshold
     }
 }

@@ -2,16 +2,16 @@
 //!
 //!   facekey-eval frames SET --out DIR [--size 640x480] [--light normal,grey,dim,bright,side]
 //!   facekey-eval negatives PHOTOS --out DIR
-//!   facekey-eval embed FRAMES --embedder int8|fp32 --out FILE.jsonl
+//!   facekey-eval embed FRAMES --embedder NAME [--installed-dir DIR] --out FILE.jsonl
 //!   facekey-eval report --name NAME FILE.jsonl [--probe FILE.jsonl] [--rects rects.csv] [--negatives FILE.jsonl]
-//!   facekey-eval decide FRAMES --embedder int8|fp32 [--probe FRAMES]   (the real decision, attempt by attempt)
+//!   facekey-eval decide FRAMES --embedder NAME [--installed-dir DIR] [--probe FRAMES]   (the real decision, attempt by attempt)
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use facekey_config::{EmbedderKind, MatchRule};
+use facekey_config::MatchRule;
 use facekey_core::decision::{decide, Outcome};
 use facekey_core::frame::{Frame, FrameSource, SourceError};
 use facekey_core::store::{Enrolment, UserName};
@@ -34,18 +34,24 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Embedder {
-    Int8,
-    Fp32,
+/// Which embedder to evaluate: a name of facekey's catalogue ("int8", "fp32", or one installed under
+/// `--installed-dir` with `facekey model install` or `import-dlib`).
+#[derive(clap::Args, Clone)]
+struct EmbedderArgs {
+    #[arg(long, default_value = "int8")]
+    embedder: String,
+    /// The installed models' directory (with its manifest.toml) to find `--embedder` in.
+    #[arg(long)]
+    installed_dir: Option<PathBuf>,
 }
 
-impl From<Embedder> for EmbedderKind {
-    fn from(e: Embedder) -> Self {
-        match e {
-            Embedder::Int8 => EmbedderKind::Int8,
-            Embedder::Fp32 => EmbedderKind::Fp32,
+impl EmbedderArgs {
+    fn config(&self) -> facekey_config::Config {
+        let mut config = analyse::config(&analyse::repo_models(), &self.embedder);
+        if let Some(dir) = &self.installed_dir {
+            config.models.installed_dir = dir.clone();
         }
+        config
     }
 }
 
@@ -137,8 +143,8 @@ enum Command {
     /// JSON lines of faces and embeddings.
     Embed {
         frames: PathBuf,
-        #[arg(long, value_enum)]
-        embedder: Embedder,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
         #[arg(long)]
         out: PathBuf,
         /// Every image of the folder, not grouped by identity (face-free frames).
@@ -181,8 +187,8 @@ enum Command {
     Decide {
         #[arg(value_name = "FRAMES")]
         dir: PathBuf,
-        #[arg(long, value_enum)]
-        embedder: Embedder,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
         /// Probe with these frames (same identities and names) instead.
         #[arg(long)]
         probe: Option<PathBuf>,
@@ -219,7 +225,7 @@ fn main() -> Result<()> {
             no_second_look,
             threads,
         } => {
-            let mut config = analyse::config(&analyse::repo_models(), embedder.into());
+            let mut config = embedder.config();
             if let Some(s) = score_threshold {
                 config.detection.score_threshold = s;
             }
@@ -273,7 +279,7 @@ fn main() -> Result<()> {
                 rects: rects.as_ref(),
                 negatives: negatives.as_deref(),
                 protocol: protocol.protocol(),
-                threshold: rule.threshold.unwrap_or(defaults.threshold),
+                threshold: rule.threshold.unwrap_or(facekey_config::DEFAULT_THRESHOLD),
                 rule: rule.rule.map(Into::into).unwrap_or(defaults.rule),
                 required: rule.required.unwrap_or(defaults.required_matches),
             });
@@ -302,7 +308,7 @@ fn main() -> Result<()> {
             threads,
         } => decide_all(
             &dir,
-            embedder.into(),
+            &embedder,
             probe.as_deref(),
             &protocol.protocol(),
             &rule,
@@ -363,15 +369,15 @@ impl FrameSource for Frames {
 
 fn decide_all(
     frames_dir: &Path,
-    embedder: EmbedderKind,
+    embedder: &EmbedderArgs,
     probe_dir: Option<&Path>,
     p: &Protocol,
     rule: &RuleArgs,
     threads: usize,
 ) -> Result<()> {
-    let mut config = analyse::config(&analyse::repo_models(), embedder);
+    let mut config = embedder.config();
     if let Some(t) = rule.threshold {
-        config.matching.threshold = t;
+        config.matching.threshold = Some(t);
     }
     if let Some(r) = rule.rule {
         config.matching.rule = r.into();
@@ -380,6 +386,10 @@ fn decide_all(
         config.matching.required_matches = k;
     }
     let engine = Engine::load(&config).context("models")?;
+    let threshold = {
+        use facekey_core::engine::Analyser;
+        facekey_core::rule::threshold(&config.matching, engine.calibrated_threshold())
+    };
     let load_set = |dir: &Path| -> Result<Vec<(String, Vec<(String, image::RgbImage)>)>> {
         let set = LabelledSet::read(dir)?;
         set.identities
@@ -497,7 +507,7 @@ fn decide_all(
             ii += 1;
             scores.impostor[ii - 1]
         };
-        if matched != (score < config.matching.threshold) {
+        if matched != (score < threshold) {
             disagree += 1;
         }
         if a.genuine() {
@@ -510,10 +520,10 @@ fn decide_all(
     let frr = Rate::new(gi as u64 - g_ok, gi as u64);
     println!(
         "decide ({} {} k={} t={:.3}; enrol {}, {} draw(s), up to {} frames): impostor attempts accepted {far} (one-sided 95% upper bound {}); genuine attempts refused {frr}; {} attempts decided in {:.1} s; {} disagreement(s) with the per-attempt scores",
-        match embedder { EmbedderKind::Int8 => "int8", EmbedderKind::Fp32 => "fp32" },
+        embedder.embedder,
         config.matching.rule.name(),
         config.matching.required_matches,
-        config.matching.threshold,
+        threshold,
         p.enrol,
         p.draws,
         p.frames,

@@ -1,8 +1,4 @@
-//! The model files facekey runs, and how they are read.
-//!
-//! Every model is read through the trust check (root-owned, not writable by others, parents included),
-//! hashed, and compared with the SHA-256 pinned here, or with the one the configuration names
-//! explicitly. A file whose hash does not match is never handed to the inference engine.
+//! Folding an int8 (QDQ) graph into plain fp32 while it is still a protobuf.
 //!
 //! The compressed (int8) embedder stores its weights as int8 with per-channel scales, in ONNX QDQ form.
 //! Handing that graph to tract as it is costs about 250 ms of graph rewriting at every load, which a
@@ -11,241 +7,13 @@
 //! int8-rounded weights, loads as fast as the fp32 file, and is four times smaller on disk.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
 
-use facekey_config::{Config, EmbedderKind};
-use prost::Message;
-use sha2::{Digest, Sha256};
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 
-use crate::tract_knobs::{self, PinError};
-use crate::trust::{self, TrustError};
-
-/// A model file the product ships, with its pinned hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShippedModel {
-    pub file_name: &'static str,
-    pub sha256: &'static str,
-}
-
-/// YuNet face detector (2023mar), fp32, dynamic input size.
-pub const DETECTOR: ShippedModel = ShippedModel {
-    file_name: "yunet_2023mar_fp32_dynamic.onnx",
-    sha256: "726aba5cb81b8501e4b1a51298d81f9bf64de97d5987d7e6141cddd7856b071c",
-};
-
-/// dlib ResNet-29 embedder, 128-d, fp32.
-pub const EMBEDDER_FP32: ShippedModel = ShippedModel {
-    file_name: "dlib_resnet128_faceapi.onnx",
-    sha256: "f5405f45f38c3762a00e746749f50ab6d628e69ce459ce88275e66ab29aad3db",
-};
-
-/// The same embedder with int8 weights (static QDQ, per-channel s8): the default.
-pub const EMBEDDER_INT8: ShippedModel = ShippedModel {
-    file_name: "dlib_resnet_faceapi_static_qdq_s8.onnx",
-    sha256: "108eb7999b301316cfa63028c0e98e89b8b9944c577864d7f12e3a38b713b13d",
-};
-
-/// Why a model could not be used.
-#[derive(thiserror::Error, Debug)]
-pub enum ModelError {
-    #[error("model file refused: {0}")]
-    Untrusted(#[from] TrustError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path}: SHA-256 is {found}, expected {expected}: the file is not the model facekey was \
-         configured to trust (reinstall it, or set the hash explicitly in the configuration)"
-    )]
-    HashMismatch {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("{path}: not a usable model: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    /// An error met once while loading, told again to each caller that needed that model.
-    #[error(transparent)]
-    Shared(Arc<ModelError>),
-    /// tract's knobs could not be pinned: no model is parsed.
-    #[error("inference engine settings: {0}")]
-    Knobs(#[from] PinError),
-}
-
-/// Where a model file is and which hash it must have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelLocation {
-    pub path: PathBuf,
-    pub sha256: String,
-}
-
-/// The detector's file and expected hash, from the configuration.
-pub fn detector_location(config: &Config) -> ModelLocation {
-    let m = &config.models;
-    locate(&m.dir, &m.detector_file, &m.detector_sha256, DETECTOR)
-}
-
-/// The embedder's file and expected hash, from the configuration.
-pub fn embedder_location(config: &Config) -> ModelLocation {
-    let m = &config.models;
-    let shipped = match m.embedder {
-        EmbedderKind::Int8 => EMBEDDER_INT8,
-        EmbedderKind::Fp32 => EMBEDDER_FP32,
-    };
-    locate(&m.dir, &m.embedder_file, &m.embedder_sha256, shipped)
-}
-
-fn locate(
-    dir: &Path,
-    file: &Option<PathBuf>,
-    sha256: &Option<String>,
-    shipped: ShippedModel,
-) -> ModelLocation {
-    let path = match file {
-        Some(f) if f.is_absolute() => f.clone(),
-        Some(f) => dir.join(f),
-        None => dir.join(shipped.file_name),
-    };
-    // A file named without a hash must be the shipped model: a different model needs its hash spelled out.
-    let sha256 = sha256
-        .clone()
-        .unwrap_or_else(|| shipped.sha256.to_string())
-        .to_ascii_lowercase();
-    ModelLocation { path, sha256 }
-}
-
-/// Read a model file through the trust check and verify its hash.
-pub fn read_verified(location: &ModelLocation) -> Result<Vec<u8>, ModelError> {
-    let path = &location.path;
-    let mut file = trust::open_trusted_file(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|source| ModelError::Io {
-            path: path.clone(),
-            source,
-        })?;
-    let found = sha256_hex(&bytes);
-    if found != location.sha256 {
-        return Err(ModelError::HashMismatch {
-            path: path.clone(),
-            found,
-            expected: location.sha256.clone(),
-        });
-    }
-    Ok(bytes)
-}
-
-/// A model file read through the trust check and verified against its hash: the bytes in memory,
-/// ready to be parsed without opening anything.
-pub struct VerifiedModel {
-    pub location: ModelLocation,
-    bytes: Vec<u8>,
-}
-
-impl VerifiedModel {
-    /// Read and verify the file at `location` ([`read_verified`]).
-    pub fn read(location: ModelLocation) -> Result<VerifiedModel, ModelError> {
-        let bytes = read_verified(&location)?;
-        Ok(VerifiedModel { location, bytes })
-    }
-
-    /// The verified bytes, for parsing (the location comes along for messages).
-    pub fn into_parts(self) -> (ModelLocation, Vec<u8>) {
-        (self.location, self.bytes)
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-impl std::fmt::Debug for VerifiedModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifiedModel")
-            .field("location", &self.location)
-            .field("bytes", &self.bytes.len())
-            .finish()
-    }
-}
-
-/// Both model files a configuration names, read and verified: everything the models need from the
-/// file system. What follows ([`crate::engine::Engine::start_from`]) opens no file.
-#[derive(Debug)]
-pub struct ModelFiles {
-    pub detector: VerifiedModel,
-    pub embedder: VerifiedModel,
-}
-
-impl ModelFiles {
-    /// Read and verify the detector and the embedder the configuration names.
-    pub fn read(config: &Config) -> Result<ModelFiles, ModelError> {
-        Ok(ModelFiles {
-            detector: VerifiedModel::read(detector_location(config))?,
-            embedder: VerifiedModel::read(embedder_location(config))?,
-        })
-    }
-}
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// An ONNX model ready to run, for one fixed input shape.
-pub type Plan = Arc<TypedRunnableModel>;
-
-/// Parse verified bytes, fold int8 weights to fp32, fix the input shape, optimise. Each
-/// intermediate form (file bytes, protobuf, unoptimised graph) is freed as soon as the next exists,
-/// and folded weights go straight into the graph (never through the protobuf), so the weights exist
-/// at most twice at once: as tract's tensors and as the optimised plan's packed copy.
-pub fn build_plan(bytes: Vec<u8>, path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
-    tract_knobs::pin()?;
-    let (proto, weights) = decode_and_fold(&bytes, path)?;
-    drop(bytes);
-    let mut model = tract_onnx::onnx()
-        .model_for_proto_model(&proto)
-        .map_err(invalid(path))?;
-    drop(proto);
-    install_weights(&mut model, weights).map_err(invalid(path))?;
-    optimise(model, path, input_shape)
-}
-
-/// Parse verified bytes into a protobuf once, for models that are planned for several input shapes
-/// (folded weights are written back into it).
-pub fn parse_proto(bytes: &[u8], path: &Path) -> Result<ModelProto, ModelError> {
-    let (mut proto, weights) = decode_and_fold(bytes, path)?;
-    inline_weights(&mut proto, weights);
-    Ok(proto)
-}
-
-/// Decode an ONNX file and fold its quantisation ([`fold_quantisation`]).
-fn decode_and_fold(bytes: &[u8], path: &Path) -> Result<(ModelProto, FoldedWeights), ModelError> {
-    let mut proto = ModelProto::decode(bytes).map_err(|e| ModelError::Invalid {
-        path: path.to_path_buf(),
-        reason: format!("not an ONNX model: {e}"),
-    })?;
-    let weights = fold_quantisation(&mut proto).map_err(|reason| ModelError::Invalid {
-        path: path.to_path_buf(),
-        reason,
-    })?;
-    Ok((proto, weights))
-}
-
 /// Weights dequantised by [`fold_quantisation`], by initialiser name. The protobuf holds a
 /// one-value placeholder under each name until the weight replaces it.
-type FoldedWeights = Vec<(String, Tensor)>;
+pub(super) type FoldedWeights = Vec<(String, Tensor)>;
 
 /// A placeholder initialiser: one value, distinct for each weight (tract merges equal constants).
 fn placeholder(name: &str, index: usize) -> TensorProto {
@@ -258,7 +26,10 @@ fn placeholder(name: &str, index: usize) -> TensorProto {
 }
 
 /// Put folded weights into the graph tract parsed, in place of their placeholders.
-fn install_weights(model: &mut InferenceModel, weights: FoldedWeights) -> TractResult<()> {
+pub(super) fn install_weights(
+    model: &mut InferenceModel,
+    weights: FoldedWeights,
+) -> TractResult<()> {
     for (name, tensor) in weights {
         let tensor = tensor.into_arc_tensor();
         let fact = TypedFact::try_from(tensor.clone())?;
@@ -275,7 +46,7 @@ fn install_weights(model: &mut InferenceModel, weights: FoldedWeights) -> TractR
 }
 
 /// Write folded weights into the protobuf as ordinary fp32 initialisers.
-fn inline_weights(proto: &mut ModelProto, weights: FoldedWeights) {
+pub(super) fn inline_weights(proto: &mut ModelProto, weights: FoldedWeights) {
     let Some(graph) = proto.graph.as_mut() else {
         return;
     };
@@ -298,58 +69,6 @@ fn inline_weights(proto: &mut ModelProto, weights: FoldedWeights) {
     }
 }
 
-/// Plan a parsed model for one input shape.
-pub fn plan_proto(
-    proto: &ModelProto,
-    path: &Path,
-    input_shape: &[usize],
-) -> Result<Plan, ModelError> {
-    tract_knobs::pin()?;
-    let model = tract_onnx::onnx()
-        .model_for_proto_model(proto)
-        .map_err(invalid(path))?;
-    optimise(model, path, input_shape)
-}
-
-/// Fix the input shape, optimise, make runnable: tract's `into_optimized`, with [`declutter`]'s
-/// passes in place of tract's own.
-fn optimise(model: InferenceModel, path: &Path, input_shape: &[usize]) -> Result<Plan, ModelError> {
-    let mut model = model
-        .with_input_fact(0, f32::fact(input_shape).into())
-        .and_then(|m| m.into_typed())
-        .map_err(invalid(path))?;
-    declutter()
-        .optimize(&mut model)
-        .and_then(|()| model.optimize())
-        .map_err(invalid(path))?;
-    model.into_runnable().map_err(invalid(path))
-}
-
-/// The name tract's axis-changing declutter pass prints as.
-pub const CHANGE_AXES_PASS: &str = "ChangeAxes";
-
-/// tract's declutter passes, less ChangeAxes. That pass tries every axis of size 1 and every axis
-/// move an operator suggests, throughout the graph; in the shipped models it only takes the batch
-/// axis away, which changes no kernel: the plans run in the same time and give bit-identical
-/// outputs (core/tests/models.rs), but it is a third of planning the detector (11 of 34 ms, paid by
-/// every authentication process). Passes are matched by their printed name (tract exports no
-/// type for them); a test checks the name still matches exactly one pass.
-pub fn declutter() -> tract_onnx::tract_core::optim::Optimizer {
-    let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
-    optimizer
-        .passes
-        .retain(|pass| format!("{pass:?}") != CHANGE_AXES_PASS);
-    optimizer
-}
-
-/// A tract error about the model at `path`.
-fn invalid(path: &Path) -> impl Fn(TractError) -> ModelError + '_ {
-    move |e| ModelError::Invalid {
-        path: path.to_path_buf(),
-        reason: format!("{e:#}"),
-    }
-}
-
 // ONNX TensorProto data types used by QDQ graphs.
 const ONNX_FLOAT: i32 = 1;
 const ONNX_UINT8: i32 = 2;
@@ -360,7 +79,7 @@ const ONNX_INT32: i32 = 6;
 /// weight (returned, with a placeholder initialiser left in the graph under its name); every
 /// QuantizeLinear -> DequantizeLinear pair on an activation is removed.
 /// A graph without quantisation is left as it is.
-fn fold_quantisation(proto: &mut ModelProto) -> Result<FoldedWeights, String> {
+pub(super) fn fold_quantisation(proto: &mut ModelProto) -> Result<FoldedWeights, String> {
     let Some(graph) = proto.graph.as_mut() else {
         return Err("the file holds no graph".into());
     };
@@ -677,7 +396,12 @@ fn tensor_values(t: &TensorProto) -> Result<Vec<f64>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use prost::Message;
+
     use super::*;
+    use crate::models::EMBEDDER_INT8;
 
     /// The plain definition of DequantizeLinear, element by element with an index division: what
     /// the streaming `dequantise` must reproduce bit for bit.
