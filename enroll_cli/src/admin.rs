@@ -7,7 +7,7 @@
 
 mod doctor;
 mod pam_stack;
-mod switch;
+pub(crate) mod switch;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use facekey_config::Config;
+use facekey_core::engine::Analyser;
 use facekey_core::policy::{self, Attempt, Request, SourceChoice, System};
 use facekey_core::store::{Enrolment, Store, UserName};
 use facekey_core::EngineCache;
@@ -19,7 +20,7 @@ use facekey_core::{frame, source};
 use crate::{load_config, CliResult, Failure};
 
 /// Public-domain face chips from the repository's test data (dlib's `examples/johns`, from LFW).
-const ENROL: [(&str, &[u8]); 3] = [
+pub(crate) const ENROL: [(&str, &[u8]); 3] = [
     (
         "John_Simm/000288_00470387.jpg",
         include_bytes!("../../tests/data/faces/johns/John_Simm/000288_00470387.jpg"),
@@ -34,7 +35,7 @@ const ENROL: [(&str, &[u8]); 3] = [
     ),
 ];
 /// Two other photos of the enrolled person: the frames of one look at the camera (the shipped rule needs two).
-const SAME_PERSON: [(&str, &[u8]); 2] = [
+pub(crate) const SAME_PERSON: [(&str, &[u8]); 2] = [
     (
         "John_Simm/000310_00470511.jpg",
         include_bytes!("../../tests/data/faces/johns/John_Simm/000310_00470511.jpg"),
@@ -44,7 +45,7 @@ const SAME_PERSON: [(&str, &[u8]); 2] = [
         include_bytes!("../../tests/data/faces/johns/John_Simm/000306_00470222.jpg"),
     ),
 ];
-const OTHER_PERSON: [(&str, &[u8]); 2] = [
+pub(crate) const OTHER_PERSON: [(&str, &[u8]); 2] = [
     (
         "John_Salley/000179_02159509.jpg",
         include_bytes!("../../tests/data/faces/johns/John_Salley/000179_02159509.jpg"),
@@ -165,7 +166,8 @@ pub fn run(config_path: Option<&Path>) -> CliResult<()> {
     }
     println!(
         "Rule: the mean distance of the {} best frames below {:.2} is a match",
-        config.matching.required_matches, config.matching.threshold
+        config.matching.required_matches,
+        facekey_core::rule::threshold(&config.matching, engine.calibrated_threshold())
     );
     Ok(())
 }

@@ -7,10 +7,9 @@ use std::time::Instant;
 use clap::Args;
 use facekey_core::confine::{self, Confinement};
 use facekey_core::decision::DEADLINE_GRACE;
-use facekey_core::embed::Embedder;
 use facekey_core::engine::Engine;
 use facekey_core::identify::{self, Identification};
-use facekey_core::models::{self, ModelFiles};
+use facekey_core::models::{ActiveModels, ModelFiles};
 use facekey_core::policy;
 use facekey_core::source;
 use facekey_core::store::{Enrolment, Store};
@@ -42,7 +41,10 @@ pub(crate) fn identify(
     }
     // Every enrolment made by the configured embedder; the others cannot be compared and are named.
     let store = Store::new(&config.storage.faces_dir);
-    let expected = Embedder::id_for(&models::embedder_location(&config));
+    let expected = ActiveModels::resolve(&config)
+        .map_err(|e| Failure::from_error("models", &e))?
+        .embedder
+        .embedder_id();
     let mut names = Vec::new();
     let mut enrolments: Vec<Enrolment> = Vec::new();
     for user in store

@@ -9,6 +9,7 @@ mod admin;
 mod camera_cmds;
 mod demo;
 mod identify;
+mod model;
 mod users;
 
 use std::io::IsTerminal;
@@ -104,6 +105,9 @@ enum Command {
     /// Show the effective configuration, or check it.
     #[command(subcommand)]
     Config(admin::ConfigCommand),
+    /// List, verify, install, switch and prepare the face models; import dlib's own network.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Turn face authentication on again ([general] disabled = false); PAM files are not touched.
     Enable,
     /// Turn face authentication off for everyone ([general] disabled = true); the password still works.
@@ -167,6 +171,13 @@ impl Failure {
 
 type CliResult<T> = Result<T, Failure>;
 
+/// Print `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::from_error("JSON", &e))?;
+    println!("{text}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = cli.verbose;
@@ -203,6 +214,7 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Identify(args) => identify::identify(cli.config.as_deref(), args),
         Command::Doctor(args) => admin::doctor(cli.config.as_deref(), args),
         Command::Config(command) => admin::config(cli.config.as_deref(), command),
+        Command::Model(command) => model::run(cli.config.as_deref(), command),
         Command::Enable => admin::switch(cli.config.as_deref(), false),
         Command::Disable => admin::switch(cli.config.as_deref(), true),
         Command::Generate(args) => admin::generate(Cli::command(), args),

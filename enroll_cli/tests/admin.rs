@@ -177,7 +177,7 @@ fn doctor_warns_of_a_threshold_looser_than_the_measured_default() {
         &report,
         "warn",
         "matching",
-        "threshold 0.5 is looser than the measured default 0.42",
+        "threshold 0.5 is looser than embedder \"int8\"'s calibrated 0.42",
     );
     assert!(
         warned.contains("83 of 15,600 impostor attempts"),
@@ -190,7 +190,7 @@ fn doctor_warns_of_a_threshold_looser_than_the_measured_default() {
         &report,
         "ok",
         "matching",
-        "rule: \"mean-of-best\" over 2 frame(s), threshold 0.42",
+        "rule: \"mean-of-best\" over 2 frame(s), threshold 0.42 (the embedder's calibrated one)",
     );
 }
 
@@ -439,7 +439,7 @@ fn config_show_prints_the_effective_configuration_and_marks_what_differs() {
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        shown.contains("threshold = 0.45  # default: 0.42"),
+        shown.contains("threshold = 0.45  # default: not set"),
         "{shown}"
     );
     assert!(

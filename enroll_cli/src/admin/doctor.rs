@@ -17,7 +17,7 @@ use facekey_config::Config;
 use facekey_core::camera::devices::{self, DeviceEntry};
 use facekey_core::camera::negotiate::{self, NoChoice};
 use facekey_core::camera::Settings;
-use facekey_core::models::{self, ModelError, ModelLocation};
+use facekey_core::models::{self, ActiveModels, ModelEntry, ModelError, Origin};
 use facekey_core::protocol;
 use facekey_core::settings::{self, IfMissing, SettingsError};
 use facekey_core::store::{EmbedderId, Store, StoreError, UserName};
@@ -205,20 +205,27 @@ pub fn run(system: &System) -> Vec<Check> {
     }
     let config = check_config(system, &mut checks);
     checks.push(check_switch(&config));
-    checks.push(check_matching(&config));
-    let detector = models::detector_location(&config);
-    let embedder = models::embedder_location(&config);
-    checks.push(check_model(
-        "detector",
-        &detector,
-        config.models.detector_sha256.is_some(),
-    ));
-    checks.push(check_model(
-        "embedder",
-        &embedder,
-        config.models.embedder_sha256.is_some(),
-    ));
-    check_store(&config, &embedder, &mut checks);
+    match ActiveModels::resolve(&config) {
+        Ok(active) => {
+            checks.push(check_matching(&config, &active));
+            checks.push(check_model(
+                "detector",
+                &active.detector,
+                config.models.detector_sha256.is_some(),
+            ));
+            checks.push(check_model(
+                "embedder",
+                &active.embedder,
+                config.models.embedder_sha256.is_some(),
+            ));
+            check_store(&config, &active.embedder.embedder_id(), &mut checks);
+        }
+        Err(e) => checks.push(Check::fail(
+            "models",
+            e.to_string(),
+            Some("facekey model list; facekey model use NAME".into()),
+        )),
+    }
     let entries = match &system.cameras {
         Cameras::Probe => devices::list(),
         Cameras::Nodes(dev) => listed_nodes(dev),
@@ -315,27 +322,32 @@ fn check_switch(config: &Config) -> Check {
 
 /// The matching rule: a threshold looser than the measured default is a warning (an upgraded configuration keeps
 /// the values it was edited with, facekey 0.1 and 0.2's `threshold = 0.5` among them).
-fn check_matching(config: &Config) -> Check {
+fn check_matching(config: &Config, active: &ActiveModels) -> Check {
     let m = &config.matching;
+    let calibrated = active.embedder.meta().threshold;
+    let threshold = facekey_core::rule::threshold(m, calibrated);
     let rule = format!(
-        "\"{}\" over {} frame(s), threshold {}",
+        "\"{}\" over {} frame(s), threshold {threshold}{}",
         m.rule.name(),
         m.required_matches,
-        m.threshold
+        if m.threshold.is_some() {
+            ""
+        } else {
+            " (the embedder's calibrated one)"
+        }
     );
-    if m.threshold > facekey_config::DEFAULT_THRESHOLD {
+    if threshold > calibrated {
         Check::warn(
             "matching",
             format!(
-                "[matching] threshold {} is looser than the measured default {}: on the ORL faces, any frame \
-                 under 0.5 (facekey 0.1 and 0.2) accepted 83 of 15,600 impostor attempts, the default rule none \
-                 (/usr/share/doc/facekey/accuracy.md); rule: {rule}",
-                m.threshold,
-                facekey_config::DEFAULT_THRESHOLD
+                "[matching] threshold {threshold} is looser than embedder {:?}'s calibrated {calibrated}: on the \
+                 ORL faces, any frame under 0.5 (facekey 0.1 and 0.2) accepted 83 of 15,600 impostor attempts, \
+                 the default rule none (/usr/share/doc/facekey/accuracy.md); rule: {rule}",
+                active.embedder.name,
             ),
             Some(format!(
-                "in the configuration: [matching] threshold = {}, required_matches = {}, rule = \"mean-of-best\"",
-                facekey_config::DEFAULT_THRESHOLD,
+                "in the configuration: remove [matching] threshold (the embedder's {calibrated} applies), \
+                 required_matches = {}, rule = \"mean-of-best\"",
                 facekey_config::DEFAULT_REQUIRED_MATCHES
             )),
         )
@@ -346,14 +358,29 @@ fn check_matching(config: &Config) -> Check {
 
 // --- models ---------------------------------------------------------------------------------------
 
-fn check_model(area: &'static str, location: &ModelLocation, explicit_hash: bool) -> Check {
-    let reinstall =
-        || Some("reinstall the package: apt-get install --reinstall facekey".to_owned());
-    match models::read_verified(location) {
+fn check_model(area: &'static str, entry: &ModelEntry, explicit_hash: bool) -> Check {
+    let location = entry.location();
+    let reinstall = || {
+        Some(match entry.origin {
+            Origin::Shipped => {
+                "reinstall the package: apt-get install --reinstall facekey".to_owned()
+            }
+            Origin::Legacy => format!(
+                "{:?} is no longer shipped: facekey model use int8, then enrol again (facekey add)",
+                entry.name
+            ),
+            Origin::Installed => {
+                format!("install {:?} again: facekey model install ...", entry.name)
+            }
+        })
+    };
+    match models::read_verified(&location) {
         Ok(_) => Check::ok(
             area,
             format!(
-                "{}: SHA-256 {}… matches the {} hash",
+                "{} {:?}: {}: SHA-256 {}… matches the {} hash",
+                entry.role.name(),
+                entry.name,
                 location.path.display(),
                 &location.sha256[..12],
                 if explicit_hash {
@@ -379,7 +406,7 @@ fn check_model(area: &'static str, location: &ModelLocation, explicit_hash: bool
 
 // --- enrolments -----------------------------------------------------------------------------------
 
-fn check_store(config: &Config, embedder: &ModelLocation, checks: &mut Vec<Check>) {
+fn check_store(config: &Config, expected: &EmbedderId, checks: &mut Vec<Check>) {
     let dir = &config.storage.faces_dir;
     match trust::check_trusted_dir(dir) {
         Ok(()) => {
@@ -430,12 +457,8 @@ fn check_store(config: &Config, embedder: &ModelLocation, checks: &mut Vec<Check
         ));
         return;
     }
-    let expected = EmbedderId {
-        sha256: embedder.sha256.clone(),
-        dimension: facekey_core::embed::DIMENSION,
-    };
     for user in users {
-        checks.push(check_enrolment(&store, &user, &expected));
+        checks.push(check_enrolment(&store, &user, expected));
     }
 }
 

@@ -65,6 +65,46 @@ pub fn set_disabled(
     path: &Path,
     disabled: bool,
 ) -> Result<(Switched, Option<String>), SwitchError> {
+    let set = Some(Value::from(disabled));
+    edit(path, !disabled, |doc| {
+        if !disabled && !present(doc, "general", "disabled") {
+            // Absent means false: enabling needs no change.
+            return doc
+                .get("general")
+                .map_or(Some(false), |g| g.as_table_like().map(|_| false));
+        }
+        set_key(doc, "general", "disabled", set)
+    })
+}
+
+/// Set (or, with `None`, remove) `[section] key` for each change, in the file at `path`, as [`set_disabled`]
+/// does: comments kept, a missing file written from the shipped configuration, and the result refused unless it
+/// is a valid configuration.
+pub fn set_values(
+    path: &Path,
+    changes: &[(&str, &str, Option<Value>)],
+) -> Result<Switched, SwitchError> {
+    let (switched, _) = edit(path, true, |doc| {
+        let mut changed = false;
+        for (section, key, value) in changes {
+            if value.is_none() && !present(doc, section, key) {
+                continue;
+            }
+            changed |= set_key(doc, section, key, value.clone())?;
+        }
+        Some(changed)
+    })?;
+    Ok(switched)
+}
+
+/// Edit the configuration at `path` with `change` (which says whether it changed anything, `None` when a
+/// section is not a table) and write it back atomically; `require_valid` refuses a result that is not a valid
+/// configuration. Returns what was done and, when not required valid, why the result is invalid.
+fn edit(
+    path: &Path,
+    require_valid: bool,
+    change: impl FnOnce(&mut DocumentMut) -> Option<bool>,
+) -> Result<(Switched, Option<String>), SwitchError> {
     let (text, existing) = match trust::open_trusted_file(path) {
         Ok(mut file) => {
             let mut text = String::new();
@@ -72,12 +112,7 @@ pub fn set_disabled(
             let meta = file.metadata().map_err(io_error(path))?;
             (text, Some(meta))
         }
-        Err(e) if e.is_not_found() => {
-            if !disabled {
-                return Ok((Switched::DefaultsApply, None));
-            }
-            (DEFAULT_CONFIG_TOML.to_owned(), None)
-        }
+        Err(e) if e.is_not_found() => (DEFAULT_CONFIG_TOML.to_owned(), None),
         Err(e) => return Err(SwitchError::Untrusted(e)),
     };
     let mut doc: DocumentMut =
@@ -86,14 +121,17 @@ pub fn set_disabled(
                 path: path.to_owned(),
                 reason: e.to_string().trim().replace('\n', " "),
             })?;
-    let changed = set_key(&mut doc, disabled).ok_or_else(|| SwitchError::NotATable {
+    let changed = change(&mut doc).ok_or_else(|| SwitchError::NotATable {
         path: path.to_owned(),
     })?;
+    if existing.is_none() && !changed {
+        return Ok((Switched::DefaultsApply, None));
+    }
     let new_text = doc.to_string();
     let invalid = Config::from_toml_str(&new_text, path)
         .err()
         .map(|e| e.to_string());
-    if let (Some(reason), false) = (&invalid, disabled) {
+    if let (Some(reason), true) = (&invalid, require_valid) {
         return Err(SwitchError::Invalid {
             path: path.to_owned(),
             reason: reason.clone(),
@@ -125,36 +163,46 @@ pub fn set_disabled(
     }
 }
 
-/// Set the key in the document, keeping the decoration (comments, spacing) around an existing value.
-/// Returns whether the value changed; `None` when `general` exists but is not a table.
-fn set_key(doc: &mut DocumentMut, disabled: bool) -> Option<bool> {
-    let present = doc
-        .get("general")
+fn present(doc: &DocumentMut, section: &str, key: &str) -> bool {
+    doc.get(section)
         .and_then(Item::as_table_like)
-        .is_some_and(|t| t.contains_key("disabled"));
-    if !present && !disabled {
-        // Absent means false: enabling needs no change.
-        return doc
-            .get("general")
-            .map_or(Some(false), |g| g.as_table_like().map(|_| false));
-    }
-    if !doc.contains_key("general") {
+        .is_some_and(|t| t.contains_key(key))
+}
+
+/// Set `[section] key` to `value` (remove it with `None`) in the document, keeping the decoration (comments,
+/// spacing) around an existing value; a missing section is added (`general` first in the file, where the shipped
+/// configuration has it; others at the end). Returns whether the document changed; `None` when the section exists
+/// but is not a table.
+fn set_key(doc: &mut DocumentMut, section: &str, key: &str, value: Option<Value>) -> Option<bool> {
+    if !doc.contains_key(section) {
+        if value.is_none() {
+            return Some(false);
+        }
         let mut table = Table::new();
-        // First in the file, where the shipped configuration has it.
-        table.set_position(Some(0));
-        doc.insert("general", Item::Table(table));
+        if section == "general" {
+            table.set_position(Some(0));
+        }
+        doc.insert(section, Item::Table(table));
     }
-    let general = doc.get_mut("general")?.as_table_like_mut()?;
-    match general.get_mut("disabled").and_then(Item::as_value_mut) {
-        Some(value) if value.as_bool() == Some(disabled) => Some(false),
-        Some(value) => {
-            let decor = value.decor().clone();
-            *value = Value::from(disabled);
-            *value.decor_mut() = decor;
+    let table = doc.get_mut(section)?.as_table_like_mut()?;
+    let Some(new) = value else {
+        return Some(table.remove(key).is_some());
+    };
+    let bare = |v: &Value| {
+        let mut v = v.clone();
+        v.decor_mut().clear();
+        v.to_string()
+    };
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) if bare(old) == bare(&new) => Some(false),
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = new;
+            *old.decor_mut() = decor;
             Some(true)
         }
         None => {
-            general.insert("disabled", toml_edit::value(disabled));
+            table.insert(key, Item::Value(new));
             Some(true)
         }
     }
@@ -210,18 +258,27 @@ mod tests {
             "# top\n[general]\n# why\ndisabled = false # trailing\n\n[auth]\ntimeout = 2.0\n"
                 .parse()
                 .unwrap();
-        assert_eq!(set_key(&mut doc, true), Some(true));
+        assert_eq!(
+            set_key(&mut doc, "general", "disabled", Some(Value::from(true))),
+            Some(true)
+        );
         assert_eq!(
             doc.to_string(),
             "# top\n[general]\n# why\ndisabled = true # trailing\n\n[auth]\ntimeout = 2.0\n"
         );
-        assert_eq!(set_key(&mut doc, true), Some(false));
+        assert_eq!(
+            set_key(&mut doc, "general", "disabled", Some(Value::from(true))),
+            Some(false)
+        );
     }
 
     #[test]
     fn a_missing_section_or_key_is_added() {
         let mut doc: DocumentMut = "[auth]\ntimeout = 2.0\n".parse().unwrap();
-        assert_eq!(set_key(&mut doc, true), Some(true));
+        assert_eq!(
+            set_key(&mut doc, "general", "disabled", Some(Value::from(true))),
+            Some(true)
+        );
         let text = doc.to_string();
         let config = Config::from_toml_str(&text, Path::new("x")).unwrap();
         assert!(config.general.disabled);
@@ -230,25 +287,63 @@ mod tests {
 
         let mut doc: DocumentMut = "[general]\n".parse().unwrap();
         assert_eq!(
-            set_key(&mut doc, false),
+            set_key(&mut doc, "general", "disabled", None),
             Some(false),
-            "absent already means false"
+            "removing an absent key changes nothing"
         );
         assert_eq!(doc.to_string(), "[general]\n");
-        assert_eq!(set_key(&mut doc, true), Some(true));
+        assert_eq!(
+            set_key(&mut doc, "general", "disabled", Some(Value::from(true))),
+            Some(true)
+        );
         assert_eq!(doc.to_string(), "[general]\ndisabled = true\n");
+        assert_eq!(set_key(&mut doc, "general", "disabled", None), Some(true));
+        assert_eq!(doc.to_string(), "[general]\n");
+    }
+
+    #[test]
+    fn other_sections_and_strings_are_set_in_place() {
+        let mut doc: DocumentMut = "[models]\n# which\nembedder = \"int8\" # shipped\n"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            set_key(&mut doc, "models", "embedder", Some(Value::from("dlib"))),
+            Some(true)
+        );
+        assert_eq!(
+            doc.to_string(),
+            "[models]\n# which\nembedder = \"dlib\" # shipped\n"
+        );
+        assert_eq!(
+            set_key(&mut doc, "models", "embedder", Some(Value::from("dlib"))),
+            Some(false)
+        );
+        assert_eq!(
+            set_key(&mut doc, "matching", "threshold", Some(Value::from(0.3))),
+            Some(true)
+        );
+        assert!(
+            doc.to_string().ends_with("[matching]\nthreshold = 0.3\n"),
+            "{doc}"
+        );
     }
 
     #[test]
     fn a_dotted_key_at_the_top_is_edited_in_place() {
         let mut doc: DocumentMut = "general.disabled = false\n".parse().unwrap();
-        assert_eq!(set_key(&mut doc, true), Some(true));
+        assert_eq!(
+            set_key(&mut doc, "general", "disabled", Some(Value::from(true))),
+            Some(true)
+        );
         assert_eq!(doc.to_string(), "general.disabled = true\n");
     }
 
     #[test]
     fn general_that_is_not_a_table_is_refused() {
         let mut doc: DocumentMut = "general = 3\n".parse().unwrap();
-        assert_eq!(set_key(&mut doc, true), None);
+        assert_eq!(
+            set_key(&mut doc, "general", "disabled", Some(Value::from(true))),
+            None
+        );
     }
 }
