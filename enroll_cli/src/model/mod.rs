@@ -1,4 +1,4 @@
-//! `facekey model`: list, verify, install, switch and prepare the models facekey runs, and import dlib's own
+//! `facekey model`: list, verify, install and switch the models facekey runs, and import dlib's own
 //! network.
 //!
 //! What a model is, where it lives and which one is active is `facekey_core::models::catalogue`'s rule; this

@@ -232,7 +232,7 @@ impl Builder {
                 ints("pads", &[p, p, p, p]),
             ],
         );
-        if false && conv.relu {
+        if conv.relu {
             self.node("Relu", &format!("{name}_relu"), &[&out], vec![])
         } else {
             out
