@@ -89,10 +89,12 @@ pub enum Refusal {
     Disabled,
     #[error("the request names no PAM service")]
     NoService,
-    #[error("service '{0}' is not in [pam] services")]
+    // The service, the remote host and the user come from the PAM caller: quoted and escaped ({:?}), so a
+    // name holding a newline or quotes cannot forge a log line.
+    #[error("service {0:?} is not in [pam] services")]
     ServiceNotAllowed(String),
     #[error(
-        "remote host '{0}' (PAM_RHOST): a face at this camera says nothing about a remote user"
+        "remote host {0:?} (PAM_RHOST): a face at this camera says nothing about a remote user"
     )]
     RemoteHost(String),
     #[error(
@@ -104,7 +106,7 @@ pub enum Refusal {
     #[error("face authentication of root is off; set [pam] allow_root = true to allow it")]
     Root,
     #[error(
-        "{asking} asks to authenticate as {user} on service '{service}': a face only vouches for the user who \
+        "{asking} asks to authenticate as {user:?} on service {service:?}: a face only vouches for the user who \
          asks; list the service in [pam] other_user_services to allow it"
     )]
     OtherUser {

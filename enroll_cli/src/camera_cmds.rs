@@ -7,9 +7,8 @@
 //! opened first, then no privileges, no file system, a seccomp allow-list); this process writes the
 //! pictures, readable by their owner only. Nothing here may start a thread before the fork.
 
-use std::fs::OpenOptions;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -573,24 +572,35 @@ impl FrameFile {
     }
 }
 
-/// Write a PNG readable by its owner only: it may hold a face.
+/// Write a PNG readable by its owner only: it may hold a face. The PNG goes to a new file beside `path` (created
+/// 0600, never an existing one) that is then renamed over `path`: a symlink at `path` is replaced, never followed,
+/// so root running `snapshot -o /tmp/x.png` cannot be made to overwrite the file a planted link points at, and a
+/// failed write leaves what was at `path` as it was.
 fn write_png(path: &Path, image: &RgbImage) -> CliResult<()> {
     let fail = |e: &dyn std::error::Error| Failure::from_error(&path.display().to_string(), e);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".facekey-snapshot-")
+        .suffix(".png")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
         .map_err(|e| fail(&e))?;
-    image::codecs::png::PngEncoder::new(BufWriter::new(file))
+    let mut out = BufWriter::new(file.as_file_mut());
+    image::codecs::png::PngEncoder::new(&mut out)
         .write_image(
             image.as_raw(),
             image.width(),
             image.height(),
             image::ExtendedColorType::Rgb8,
         )
-        .map_err(|e| fail(&e))
+        .map_err(|e| fail(&e))?;
+    out.flush().map_err(|e| fail(&e))?;
+    drop(out);
+    file.persist(path).map_err(|e| fail(&e.error))?;
+    Ok(())
 }
 
 const GREEN: Rgb<u8> = Rgb([40, 220, 60]);

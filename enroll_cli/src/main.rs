@@ -5,6 +5,24 @@
 //! parses arguments, resolves the user and prints. Errors are one line (more with `-v`), never a panic.
 #![forbid(unsafe_code)]
 
+// Every print in this crate goes through `output`, which never panics (see there). Defined before the modules so
+// that they see these rather than std's.
+macro_rules! println {
+    () => { $crate::output::write($crate::output::Stream::Out, format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::output::write($crate::output::Stream::Out, format_args!($($arg)*), true) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::output::write($crate::output::Stream::Out, format_args!($($arg)*), false) };
+}
+macro_rules! eprintln {
+    () => { $crate::output::write($crate::output::Stream::Err, format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::output::write($crate::output::Stream::Err, format_args!($($arg)*), true) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::output::write($crate::output::Stream::Err, format_args!($($arg)*), false) };
+}
+
+mod output;
 mod admin;
 mod camera_cmds;
 mod demo;
@@ -181,7 +199,7 @@ fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = cli.verbose;
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(failure) => {
             eprintln!("facekey: {}", failure.message);
@@ -192,7 +210,8 @@ fn main() -> ExitCode {
             }
             ExitCode::from(2)
         }
-    }
+    };
+    output::finish(code)
 }
 
 fn run(cli: Cli) -> CliResult<ExitCode> {

@@ -205,6 +205,38 @@ fn snapshot_skips_dark_frames_and_writes_a_private_png() {
 }
 
 #[test]
+fn snapshot_replaces_a_planted_symlink_instead_of_writing_through_it() {
+    let env = Env::new(ONE_FRAME);
+    let victim = env.path("victim");
+    std::fs::write(&victim, b"root:secret\n").unwrap();
+    let png = env.path("snap.png");
+    std::os::unix::fs::symlink(&victim, &png).unwrap();
+    let simm = chips("John_Simm");
+    let source = file_source(&[&simm[10]]);
+    let out = env.run(&["snapshot", "--source", &source, "-o", png.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root:secret\n");
+    let meta = std::fs::symlink_metadata(&png).unwrap();
+    assert!(meta.file_type().is_file(), "the link itself is replaced");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        image::open(&png).unwrap().into_rgb8(),
+        image::open(&simm[10]).unwrap().into_rgb8()
+    );
+    // Into a folder that does not exist: a clear error, nothing left behind.
+    let missing = env.path("no/such/dir/x.png");
+    let out = env.run(&["snapshot", "--source", &source, "-o", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no/such/dir/x.png"), "{}", text(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(env.path(""))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".facekey-snapshot-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
 fn snapshot_of_only_dark_frames_saves_one_and_warns_about_the_emitter() {
     let env = Env::new(ONE_FRAME);
     let dark = env.path("dark.png");

@@ -329,3 +329,43 @@ fn identify_names_the_enrolled_person_in_view_and_nobody_for_a_stranger() {
         stdout(&out)
     );
 }
+
+/// `facekey` with its standard output sent to `stdout` (the default config of `env`).
+fn run_with_stdout(env: &Env, args: &[&str], out: std::process::Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_facekey"))
+        .arg("--config")
+        .arg(env.path("config.toml"))
+        .args(args)
+        .stdout(out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_full_or_closed_standard_output_is_an_error_not_a_panic() {
+    let env = Env::new("");
+    enrol(&env, "root", "John_Simm");
+    // A full device: the listing cannot be written; exit 2 with a reason, the enrolment untouched.
+    let before = std::fs::read(env.store_file("root")).unwrap();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = run_with_stdout(&env, &["list", "--user", "root"], full.into())
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the output could not be written"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(std::fs::read(env.store_file("root")).unwrap(), before);
+    // A reader that went away (`| head -0`): the command's own exit code, nothing on standard error.
+    let mut child = run_with_stdout(
+        &env,
+        &["config", "show"],
+        std::process::Stdio::piped(),
+    );
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}

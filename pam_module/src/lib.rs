@@ -67,8 +67,8 @@ impl PamHooks for FaceKey {
         let code = pam_code(&answer);
         let line = format!(
             "user={} service={}{}: {code:?}: {answer} ({} ms in the module)",
-            report.user.as_deref().map_or("?", |u| u),
-            report.service.as_deref().map_or("?", |s| s),
+            report.user.as_deref().map_or("?".into(), loggable),
+            report.service.as_deref().map_or("?".into(), loggable),
             report.asking,
             started.elapsed().as_millis()
         );
@@ -169,6 +169,20 @@ impl fmt::Display for Answer {
     }
 }
 
+/// A PAM item as the log line shows it. PAM_USER, PAM_RUSER and PAM_TTY come from whoever calls the stack (a
+/// user at a login prompt types the name): a valid user name is shown as it is, anything else quoted with its
+/// control characters escaped and cut to 64 characters, so it can neither forge a second log line nor pose as
+/// another field (`alice user=root`).
+fn loggable(item: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    if !item.is_empty() && item.len() <= 64 && item.chars().all(plain) {
+        item.to_owned()
+    } else {
+        let cut: String = item.chars().take(64).collect();
+        format!("{cut:?}")
+    }
+}
+
 /// What the log line names besides the result.
 #[derive(Default)]
 struct Report {
@@ -241,8 +255,8 @@ fn authenticate(
     report.asking = format!(
         " ruid={} ruser={} tty={}",
         request.real_uid,
-        request.ruser.as_deref().unwrap_or("-"),
-        request.tty.as_deref().unwrap_or("-")
+        request.ruser.as_deref().map_or("-".into(), loggable),
+        request.tty.as_deref().map_or("-".into(), loggable)
     );
     let silent = flags & PAM_SILENT != 0;
     let system = System::real();
@@ -404,6 +418,21 @@ mod tests {
             outcome,
             bookkeeping: None,
         })
+    }
+
+    #[test]
+    fn items_from_the_caller_cannot_forge_log_fields_or_lines() {
+        assert_eq!(loggable("alice"), "alice");
+        assert_eq!(loggable("/dev/pts/3"), "/dev/pts/3");
+        assert_eq!(loggable("alice user=root"), "\"alice user=root\"");
+        assert_eq!(
+            loggable("x\nJan 1 host sudo: root : COMMAND=/bin/sh"),
+            "\"x\\nJan 1 host sudo: root : COMMAND=/bin/sh\""
+        );
+        assert_eq!(loggable(""), "\"\"");
+        let long = "a".repeat(300);
+        assert_eq!(loggable(&long), format!("{:?}", "a".repeat(64)));
+        assert!(!loggable("\u{1b}[2J").contains('\u{1b}'));
     }
 
     #[test]
