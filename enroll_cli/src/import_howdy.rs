@@ -67,7 +67,8 @@ pub(crate) fn run(config_path: Option<&Path>, args: &ImportHowdyArgs) -> CliResu
     }
     let config = load_config(config_path)?;
     let layout = Layout::find(&args.root).map_err(|e| Failure::from_error("Howdy", &e))?;
-    let text = read_text(&layout.config, MAX_CONFIG_BYTES).map_err(|e| Failure::from_error("Howdy", &e))?;
+    let text = read_text(&layout.config, MAX_CONFIG_BYTES)
+        .map_err(|e| Failure::from_error("Howdy", &e))?;
     let ini = Ini::parse(&text, &layout.config.display().to_string())
         .map_err(|e| Failure::from_error("Howdy", &e))?;
     let active = ActiveModels::resolve(&config).map_err(|e| Failure::from_error("models", &e))?;
@@ -101,14 +102,21 @@ pub(crate) fn run(config_path: Option<&Path>, args: &ImportHowdyArgs) -> CliResu
         .collect();
     let imported = users.iter().any(|u| u.outcome.is_ok());
 
-    let limit = threshold_limit(&config, calibrated, imported.then_some(agreement.flatten()).flatten());
+    let limit = threshold_limit(
+        &config,
+        calibrated,
+        imported.then_some(agreement.flatten()).flatten(),
+    );
     let mut items = config::map(&ini, &limit);
     if imported && ini.get("video", "certainty").is_none() {
         // Howdy used its default; the imported descriptors need the threshold held all the same.
         items.push(Item {
             section: "video".into(),
             key: "certainty".into(),
-            value: format!("(absent: Howdy's default {})", config::HOWDY_DEFAULT_CERTAINTY),
+            value: format!(
+                "(absent: Howdy's default {})",
+                config::HOWDY_DEFAULT_CERTAINTY
+            ),
             line: 0,
             outcome: config::certainty(config::HOWDY_DEFAULT_CERTAINTY, &limit),
         });
@@ -144,9 +152,24 @@ pub(crate) fn run(config_path: Option<&Path>, args: &ImportHowdyArgs) -> CliResu
 
     let agreement_figure = agreement.flatten();
     if args.json {
-        print_json(&report_json(&layout, &items, agreement_figure, &users, config_file, args.dry_run))?;
+        print_json(&report_json(
+            &layout,
+            &items,
+            agreement_figure,
+            &users,
+            config_file,
+            args.dry_run,
+        ))?;
     } else {
-        print_report(&layout, &items, agreement_figure, &users, config_file, &store, args.dry_run);
+        print_report(
+            &layout,
+            &items,
+            agreement_figure,
+            &users,
+            config_file,
+            &store,
+            args.dry_run,
+        );
     }
     Ok(if users.iter().any(|u| u.outcome.is_err()) {
         ExitCode::from(1)
@@ -157,33 +180,38 @@ pub(crate) fn run(config_path: Option<&Path>, args: &ImportHowdyArgs) -> CliResu
 
 /// The limit on the threshold written: the embedder's calibrated one less the agreement distance when descriptors
 /// are imported, and never above a threshold the configuration already sets.
-fn threshold_limit(config: &Config, calibrated: f32, imported_with: Option<Agreement>) -> ThresholdLimit {
+fn threshold_limit(
+    config: &Config,
+    calibrated: f32,
+    imported_with: Option<Agreement>,
+) -> ThresholdLimit {
     let mut limit = agreement::threshold_limit(calibrated, imported_with.as_ref());
     if let Some(own) = config.matching.threshold.filter(|&t| t < limit.largest) {
         limit.largest = own;
-        limit.why = Some(format!("the configuration's own [matching] threshold {own}"));
+        limit.why = Some(format!(
+            "the configuration's own [matching] threshold {own}"
+        ));
     }
     limit
 }
 
 /// The users whose models are read: every `USER.dat`, or those named (a named user without a file is an error).
 fn selected_users(layout: &Layout, wanted: &[String]) -> CliResult<Vec<(String, PathBuf)>> {
-    let all = layout.users().map_err(|e| Failure::from_error("Howdy", &e))?;
+    let all = layout
+        .users()
+        .map_err(|e| Failure::from_error("Howdy", &e))?;
     if wanted.is_empty() {
         return Ok(all);
     }
     wanted
         .iter()
         .map(|w| {
-            all.iter()
-                .find(|(u, _)| u == w)
-                .cloned()
-                .ok_or_else(|| {
-                    Failure::new(format!(
-                        "Howdy has no face model for {w} ({} does not exist)",
-                        layout.models_dir.join(format!("{w}.dat")).display()
-                    ))
-                })
+            all.iter().find(|(u, _)| u == w).cloned().ok_or_else(|| {
+                Failure::new(format!(
+                    "Howdy has no face model for {w} ({} does not exist)",
+                    layout.models_dir.join(format!("{w}.dat")).display()
+                ))
+            })
         })
         .collect()
 }
@@ -285,7 +313,12 @@ fn toml_value(value: &Value) -> toml_edit::Value {
 }
 
 fn howdy_key(item: &Item) -> String {
-    format!("[{}] {} = {}", item.section, item.key, item.value.replace('\n', " / "))
+    format!(
+        "[{}] {} = {}",
+        item.section,
+        item.key,
+        item.value.replace('\n', " / ").replace('\t', " ")
+    )
 }
 
 fn target(section: &str, key: &str, value: &Option<Value>) -> String {
@@ -309,11 +342,19 @@ fn print_report(
         layout.version.name(),
         layout.config.display()
     );
-    let width = items.iter().map(|i| howdy_key(i).chars().count()).max().unwrap_or(0);
+    let width = items
+        .iter()
+        .map(|i| howdy_key(i).chars().count())
+        .max()
+        .unwrap_or(0);
     let sections: [(&str, fn(&Outcome) -> bool); 4] = [
         ("Mapped", |o| matches!(o, Outcome::Set { .. })),
-        ("Already facekey's behaviour", |o| matches!(o, Outcome::Always { .. })),
-        ("No equivalent (not imported)", |o| matches!(o, Outcome::NoEquivalent { .. })),
+        ("Already facekey's behaviour", |o| {
+            matches!(o, Outcome::Always { .. })
+        }),
+        ("No equivalent (not imported)", |o| {
+            matches!(o, Outcome::NoEquivalent { .. })
+        }),
         ("Not imported: invalid or unknown to Howdy", |o| {
             matches!(o, Outcome::Invalid { .. } | Outcome::Unknown)
         }),
@@ -335,7 +376,9 @@ fn print_report(
                 } => format!(
                     "-> {}{}",
                     target(section, key, value),
-                    note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default()
+                    note.as_deref()
+                        .map(|n| format!("  ({n})"))
+                        .unwrap_or_default()
                 ),
                 Outcome::Always { note } => note.clone(),
                 Outcome::NoEquivalent { reason } => reason.clone(),

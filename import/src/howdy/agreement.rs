@@ -46,7 +46,9 @@ pub struct Agreement {
 impl Agreement {
     /// Measure from pairs (facekey's embedding, dlib's descriptor) of the same chips; `None` without a pair, or
     /// when a pair's lengths differ or a distance is not a number.
-    pub fn measure<'a>(pairs: impl IntoIterator<Item = (&'a [f32], &'a [f32])>) -> Option<Agreement> {
+    pub fn measure<'a>(
+        pairs: impl IntoIterator<Item = (&'a [f32], &'a [f32])>,
+    ) -> Option<Agreement> {
         let mut agreement = Agreement {
             largest: 0.0,
             chips: 0,

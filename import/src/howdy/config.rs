@@ -124,7 +124,9 @@ fn boolean(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "yes" | "true" | "on" => Ok(true),
         "0" | "no" | "false" | "off" => Ok(false),
-        _ => Err(format!("{value:?} is not a boolean (true/false, yes/no, on/off, 1/0)")),
+        _ => Err(format!(
+            "{value:?} is not a boolean (true/false, yes/no, on/off, 1/0)"
+        )),
     }
 }
 
@@ -325,7 +327,11 @@ pub fn certainty(c: f64, limit: &ThresholdLimit) -> Outcome {
         format!(
             "capped: {threshold} is looser than {}{}",
             round_down(largest),
-            limit.why.as_deref().map(|w| format!(" ({w})")).unwrap_or_default()
+            limit
+                .why
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
         ),
     )
 }
@@ -335,9 +341,7 @@ fn device_path(value: &str) -> Outcome {
         return none("Howdy's placeholder for \"no camera chosen\": [camera] source left as it is");
     }
     if !value.starts_with('/') || value.contains(',') || value.chars().any(char::is_control) {
-        return invalid(format!(
-            "{value:?} is not an absolute device path"
-        ));
+        return invalid(format!("{value:?} is not an absolute device path"));
     }
     set("camera", "source", Value::Str(format!("v4l2:{value}")))
 }

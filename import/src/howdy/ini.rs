@@ -56,11 +56,7 @@ impl Ini {
             let indent = raw.len() - raw.trim_start().len();
             if open_value.is_some_and(|key_indent| indent > key_indent) {
                 // A value is open only after an entry was added to the last section.
-                if let Some(entry) = ini
-                    .sections
-                    .last_mut()
-                    .and_then(|s| s.entries.last_mut())
-                {
+                if let Some(entry) = ini.sections.last_mut().and_then(|s| s.entries.last_mut()) {
                     if !entry.value.is_empty() {
                         entry.value.push('\n');
                     }
@@ -70,7 +66,10 @@ impl Ini {
             }
             if let Some(rest) = trimmed.strip_prefix('[') {
                 let Some(end) = rest.rfind(']') else {
-                    return Err(error(line, format!("section header without ']': {trimmed:?}")));
+                    return Err(error(
+                        line,
+                        format!("section header without ']': {trimmed:?}"),
+                    ));
                 };
                 let name = &rest[..end];
                 if name.is_empty() {

@@ -73,7 +73,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Model>, HowdyError> {
                 .data
                 .iter()
                 .enumerate()
-                .map(|(n, numbers)| encoding(numbers).map_err(|why| error(format!("model id {id}, encoding {n}: {why}"))))
+                .map(|(n, numbers)| {
+                    encoding(numbers)
+                        .map_err(|why| error(format!("model id {id}, encoding {n}: {why}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Model {
                 id,
