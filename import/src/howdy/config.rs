@@ -145,9 +145,10 @@ fn float(value: &str) -> Result<f64, String> {
     }
 }
 
-/// Round to 4 decimals, down (a threshold rounded up could be looser than the limit it was held to).
+/// Round to 4 decimals, down (a threshold rounded up could be looser than the limit it was held to). The limit is
+/// an f32: 0.37 arrives as 0.36999999; the 1e-7 allowance keeps it 0.37, which reads back as the same f32.
 fn round_down(x: f64) -> f64 {
-    (x * 10_000.0).floor() / 10_000.0
+    (x * 10_000.0 + 1e-3).floor() / 10_000.0
 }
 
 fn map_key(ini: &Ini, section: &str, key: &str, value: &str, limit: &ThresholdLimit) -> Outcome {
