@@ -27,6 +27,7 @@ mod admin;
 mod camera_cmds;
 mod demo;
 mod identify;
+mod import_howdy;
 mod model;
 mod users;
 
@@ -126,6 +127,12 @@ enum Command {
     /// List, verify, install, switch and prepare the face models; import dlib's own network.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Bring Howdy's configuration and face models over (exit 0 done, 1 some user's models refused, 2 error).
+    ///
+    /// Reads Howdy 3's /etc/howdy/config.ini or Howdy 2's /lib/security/howdy/config.ini under --root, maps
+    /// every key with a facekey equivalent into the configuration (--config), and imports each user's
+    /// models/USER.dat when the active embedder reproduces dlib's descriptors and they are one person's face.
+    ImportHowdy(import_howdy::ImportHowdyArgs),
     /// Turn face authentication on again ([general] disabled = false); PAM files are not touched.
     Enable,
     /// Turn face authentication off for everyone ([general] disabled = true); the password still works.
@@ -234,6 +241,7 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Doctor(args) => admin::doctor(cli.config.as_deref(), args),
         Command::Config(command) => admin::config(cli.config.as_deref(), command),
         Command::Model(command) => model::run(cli.config.as_deref(), command),
+        Command::ImportHowdy(args) => import_howdy::run(cli.config.as_deref(), args),
         Command::Enable => admin::switch(cli.config.as_deref(), false),
         Command::Disable => admin::switch(cli.config.as_deref(), true),
         Command::Generate(args) => admin::generate(Cli::command(), args),

