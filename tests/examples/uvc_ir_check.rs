@@ -15,7 +15,8 @@
 //! - restoring selector 6 darkens the frames again.
 //!
 //! Usage: `uvc_ir_check full|controls NODE|auto [MODELS]`: `controls` leaves out every capture
-//! (for the configfs gadget, whose frames cannot reach the host; see tests/vm/README.md).
+//! (for the configfs gadget, whose frames cannot reach the host; see tests/vm/README.md);
+//! `uvc_ir_check emitter on|off NODE` sets selector 6 to its GET_MAX or to zeros.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -205,8 +206,16 @@ fn main() {
     let frames = match args.get(1).map(String::as_str) {
         Some("full") => true,
         Some("controls") => false,
+        Some("emitter") if args.len() == 4 => {
+            // Light or darken the emitter by hand (tests/vm/uvc-ir's facekey part, while
+            // `facekey ir` does not exist).
+            let mut value = if args[2] == "on" { EMITTER_ON } else { [0u8; 9] };
+            let set = xu_query(Path::new(&args[3]), EMITTER, SET_CUR, &mut value);
+            println!("GUEST: emitter {} by hand: {set:?}", args[2]);
+            std::process::exit(if set.is_ok() { 0 } else { 1 });
+        }
         _ => {
-            eprintln!("usage: uvc_ir_check full|controls NODE|auto [MODELS]");
+            eprintln!("usage: uvc_ir_check full|controls NODE|auto [MODELS] | emitter on|off NODE");
             std::process::exit(2);
         }
     };
