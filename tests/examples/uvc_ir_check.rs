@@ -66,14 +66,13 @@ fn xu_query(node: &Path, selector: u8, query: u8, data: &mut [u8]) -> io::Result
     };
     // SAFETY: UVCIOC_CTRL_QUERY takes a `struct uvc_xu_control_query`, which `XuQuery`
     // reproduces; `data` points at `size` writable bytes that outlive the call.
-    let r = unsafe {
+    unsafe {
         v4l::v4l2::ioctl(
             file.as_raw_fd(),
             UVCIOC_CTRL_QUERY as _,
             &mut q as *mut XuQuery as *mut std::ffi::c_void,
         )
-    };
-    r
+    }
 }
 
 fn get(node: &Path, selector: u8, query: u8, len: usize) -> io::Result<Vec<u8>> {
@@ -209,7 +208,11 @@ fn main() {
         Some("emitter") if args.len() == 4 => {
             // Light or darken the emitter by hand (tests/vm/uvc-ir's facekey part, while
             // `facekey ir` does not exist).
-            let mut value = if args[2] == "on" { EMITTER_ON } else { [0u8; 9] };
+            let mut value = if args[2] == "on" {
+                EMITTER_ON
+            } else {
+                [0u8; 9]
+            };
             let set = xu_query(Path::new(&args[3]), EMITTER, SET_CUR, &mut value);
             println!("GUEST: emitter {} by hand: {set:?}", args[2]);
             std::process::exit(if set.is_ok() { 0 } else { 1 });
@@ -240,7 +243,9 @@ fn main() {
         details.is_some_and(|d| {
             d.driver == "uvcvideo"
                 && d.infrared
-                && d.offers.iter().all(|o| o.format() == Some(PixelFormat::Grey))
+                && d.offers
+                    .iter()
+                    .all(|o| o.format() == Some(PixelFormat::Grey))
         }),
         match details {
             Some(d) => format!(
@@ -371,10 +376,16 @@ fn detect(checks: &mut Checks, models: &Path, rgb: &image::RgbImage) {
             return;
         }
     };
-    println!("MEASURE models load in the guest: {} ms", t.elapsed().as_millis());
+    println!(
+        "MEASURE models load in the guest: {} ms",
+        t.elapsed().as_millis()
+    );
     let t = Instant::now();
     let faces = engine.analyse(rgb);
-    println!("MEASURE one lit frame analysed: {} ms", t.elapsed().as_millis());
+    println!(
+        "MEASURE one lit frame analysed: {} ms",
+        t.elapsed().as_millis()
+    );
     checks.check(
         "detector finds one face in a lit frame",
         faces.as_ref().is_ok_and(|f| f.len() == 1),

@@ -237,7 +237,11 @@ impl Device {
                             && c.cur.len() == usize::from(setup.length)
                     })
             };
-        self.last_error = if ok { ERROR_NONE } else { ERROR_INVALID_REQUEST };
+        self.last_error = if ok {
+            ERROR_NONE
+        } else {
+            ERROR_INVALID_REQUEST
+        };
         ok
     }
 

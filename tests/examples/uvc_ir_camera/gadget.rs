@@ -56,8 +56,12 @@ const IOC_READ: u64 = 2;
 const UVCIOC_SEND_RESPONSE: vidioc::_IOC_TYPE =
     ioc(IOC_WRITE, b'U', 1, mem::size_of::<RequestData>());
 const VIDIOC_DQEVENT: vidioc::_IOC_TYPE = ioc(IOC_READ, b'V', 89, mem::size_of::<v4l2_event>());
-const VIDIOC_SUBSCRIBE_EVENT: vidioc::_IOC_TYPE =
-    ioc(IOC_WRITE, b'V', 90, mem::size_of::<v4l2_event_subscription>());
+const VIDIOC_SUBSCRIBE_EVENT: vidioc::_IOC_TYPE = ioc(
+    IOC_WRITE,
+    b'V',
+    90,
+    mem::size_of::<v4l2_event_subscription>(),
+);
 
 /// One ioctl on a plain struct, retried when a signal interrupts it.
 ///
@@ -420,7 +424,9 @@ fn find_output_node() -> io::Result<PathBuf> {
             }
         }
         if Instant::now() > deadline {
-            return Err(io::Error::other("no video output node (is the gadget bound?)"));
+            return Err(io::Error::other(
+                "no video output node (is the gadget bound?)",
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -48,8 +48,11 @@ const MICROFRAME: Duration = Duration::from_micros(125);
 /// device id bus 1 device 2, high speed (3).
 pub fn attach(host_end: &TcpStream) -> io::Result<()> {
     let attach = "/sys/devices/platform/vhci_hcd.0/attach";
-    std::fs::write(attach, format!("0 {} {} 3", host_end.as_raw_fd(), (1 << 16) | 2))
-        .map_err(|e| io::Error::other(format!("{attach}: {e}")))
+    std::fs::write(
+        attach,
+        format!("0 {} {} 3", host_end.as_raw_fd(), (1 << 16) | 2),
+    )
+    .map_err(|e| io::Error::other(format!("{attach}: {e}")))
 }
 
 /// A CMD_SUBMIT waiting for its answer.
@@ -155,7 +158,11 @@ impl UsbIp {
             CMD_SUBMIT => {
                 let length = word(24) as usize;
                 let np = word(32) as i32;
-                let np = if (1..=1024).contains(&np) { np as usize } else { 0 };
+                let np = if (1..=1024).contains(&np) {
+                    np as usize
+                } else {
+                    0
+                };
                 let data_len = if direction == DIR_IN { 0 } else { length };
                 let total = 48 + data_len + 16 * np;
                 if self.input.len() < total {
@@ -211,15 +218,21 @@ impl UsbIp {
 
     /// A control transfer: standard requests from the descriptors, class requests from the
     /// camera.
-    fn control(&mut self, submit: &Submit, setup: &[u8; 8], data: &[u8], len: usize) -> io::Result<()> {
+    fn control(
+        &mut self,
+        submit: &Submit,
+        setup: &[u8; 8],
+        data: &[u8],
+        len: usize,
+    ) -> io::Result<()> {
         let s = Setup::parse(setup);
         if s.request_type & 0x60 == 0 {
             let answer: Option<Vec<u8>> = match (s.request_type, s.request) {
                 (0x80, 0x06) => descriptor(s.value),
-                (0x80 | 0x81 | 0x82, 0x00) => Some(vec![0, 0]),
+                (0x80..=0x82, 0x00) => Some(vec![0, 0]),
                 (0x80, 0x08) => Some(vec![1]),
                 (0x81, 0x0a) => Some(vec![if s.index == 1 { self.alt } else { 0 }]),
-                (0x00, 0x05 | 0x09) | (0x00 | 0x01 | 0x02, 0x01 | 0x03) => Some(Vec::new()),
+                (0x00, 0x05 | 0x09) | (0x00..=0x02, 0x01 | 0x03) => Some(Vec::new()),
                 (0x01, 0x0b) => {
                     if s.index == 1 {
                         self.set_alt(s.value as u8);
@@ -316,7 +329,13 @@ impl UsbIp {
         self.ret_submit(&submit, 0, &data, &descriptors)
     }
 
-    fn ret_submit(&mut self, submit: &Submit, status: i32, data: &[u8], iso: &[u8]) -> io::Result<()> {
+    fn ret_submit(
+        &mut self,
+        submit: &Submit,
+        status: i32,
+        data: &[u8],
+        iso: &[u8],
+    ) -> io::Result<()> {
         self.reply(submit, status, data.len(), data, iso)
     }
 
@@ -325,12 +344,23 @@ impl UsbIp {
         self.reply(submit, 0, taken, &[], &[])
     }
 
-    fn reply(&mut self, submit: &Submit, status: i32, actual: usize, data: &[u8], iso: &[u8]) -> io::Result<()> {
+    fn reply(
+        &mut self,
+        submit: &Submit,
+        status: i32,
+        actual: usize,
+        data: &[u8],
+        iso: &[u8],
+    ) -> io::Result<()> {
         let mut reply = header(RET_SUBMIT, submit.seqnum, submit.direction, submit.ep);
         reply.extend_from_slice(&status.to_be_bytes());
         reply.extend_from_slice(&(actual as u32).to_be_bytes());
         reply.extend_from_slice(&0u32.to_be_bytes()); // start_frame
-        let np = if iso.is_empty() { 0 } else { submit.packets.len() as u32 };
+        let np = if iso.is_empty() {
+            0
+        } else {
+            submit.packets.len() as u32
+        };
         reply.extend_from_slice(&np.to_be_bytes());
         reply.extend_from_slice(&0u32.to_be_bytes()); // error_count
         reply.resize(48, 0);
@@ -388,7 +418,9 @@ fn configuration() -> Vec<u8> {
 
     let mut vc = Vec::new();
     // Camera terminal (input terminal of type ITT_CAMERA), no controls.
-    vc.extend_from_slice(&[18, 0x24, 0x02, 1, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
+    vc.extend_from_slice(&[
+        18, 0x24, 0x02, 1, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0,
+    ]);
     // Processing unit 2, fed by 1, no controls (UVC 1.1 layout with bmVideoStandards).
     vc.extend_from_slice(&[12, 0x24, 0x05, 2, 1, 0, 0, 2, 0, 0, 0, 0]);
     // Extension unit 4, fed by 2: 3 controls, bmControls bits 0, 1, 5 (selectors 1, 2, 6).
@@ -408,7 +440,13 @@ fn configuration() -> Vec<u8> {
     vs.extend_from_slice(&Y800_GUID);
     vs.extend_from_slice(&[8, 1, 0, 0, 0, 0]);
     for (i, (w, h)) in SIZES.iter().enumerate() {
-        vs.extend_from_slice(&[(26 + 4 * INTERVALS.len()) as u8, 0x24, 0x05, (i + 1) as u8, 0]);
+        vs.extend_from_slice(&[
+            (26 + 4 * INTERVALS.len()) as u8,
+            0x24,
+            0x05,
+            (i + 1) as u8,
+            0,
+        ]);
         vs.extend_from_slice(&le16(*w as u16));
         vs.extend_from_slice(&le16(*h as u16));
         vs.extend_from_slice(&le32(w * h * 8 * 15));
