@@ -202,10 +202,16 @@ fn confine_with(
 /// confined it would find nothing and fall back to other block sizes (slower, and a different
 /// summation order). Both results are kept for the life of the process, so the fork's child and the
 /// confined work see the real machine.
+///
+/// rustix finds the vDSO's clock_gettime on its first clock read through the auxiliary vector, asked
+/// with prctl(PR_GET_AUXV) (a prctl option outside the allow-list: the confined child was killed by
+/// SIGSYS on its first frame timestamp, seen with uvcvideo in tests/vm/uvc-ir) or read from
+/// /proc/self/auxv (refused once confined). One clock read here does it while it still can.
 fn prime_libraries() {
     use tract_onnx::tract_core::tract_linalg::cache;
     let _ = cache::cache_info();
     let _ = cache::last_level_cache();
+    let _ = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
 }
 
 /// Threads of this process, from /proc/self/task (one directory per thread).
