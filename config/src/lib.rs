@@ -78,13 +78,29 @@ pub struct Config {
 }
 
 /// `[general]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct General {
     /// When true, facekey answers "unavailable" for everyone and PAM falls through to the
     /// next method (usually the password).
     pub disabled: bool,
+    /// The syslog socket the `facekey` command sends its audit records to (facility AUTHPRIV): who changed
+    /// which user's enrolment, the models or the configuration. Absolute. The PAM module logs through the
+    /// system's syslog(3) instead.
+    pub audit_socket: PathBuf,
 }
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            disabled: false,
+            audit_socket: PathBuf::from(DEFAULT_AUDIT_SOCKET),
+        }
+    }
+}
+
+/// Where syslog listens on Linux.
+pub const DEFAULT_AUDIT_SOCKET: &str = "/dev/log";
 
 /// `[camera]`: the device, how to drive it, and what a frame from it must look like.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -93,6 +93,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
         },
     )?;
 
+    absolute("general.audit_socket", &config.general.audit_socket)?;
     let r = &config.rate_limit;
     at_least_one("rate_limit.max_failures", r.max_failures.into())?;
     at_least_one("rate_limit.window", r.window)?;

@@ -50,7 +50,7 @@ macro_rules! rejects {
 // Unknown keys, one per section, and unknown sections.
 rejects! {
     unknown_key_in_general_is_rejected:
-        "[general]\nenabled = true\n" => line 2, key "general.enabled", says "unknown key (expected disabled)";
+        "[general]\nenabled = true\n" => line 2, key "general.enabled", says "unknown key (expected one of disabled, audit_socket)";
     unknown_key_in_camera_is_rejected:
         "[camera]\nsource = \"v4l2:/dev/video2\"\nmax_hieght = 3\n"
         => line 3, key "camera.max_hieght", says "unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change)";

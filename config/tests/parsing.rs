@@ -16,6 +16,7 @@ fn parse(text: &str) -> Config {
 const EVERY_KEY: &str = r#"
 [general]
 disabled = true
+audit_socket = "/run/audit.sock"
 
 [camera]
 source = "file:/tmp/a.png,/tmp/b.png"
@@ -72,7 +73,10 @@ state_dir = "/run/facekey-test"
 
 fn every_key_expected() -> Config {
     Config {
-        general: General { disabled: true },
+        general: General {
+            disabled: true,
+            audit_socket: "/run/audit.sock".into(),
+        },
         camera: Camera {
             source: "file:/tmp/a.png,/tmp/b.png".to_owned(),
             frame_width: 1280,

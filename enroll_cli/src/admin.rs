@@ -278,6 +278,18 @@ pub(crate) fn switch(path: Option<&Path>, disabled: bool) -> CliResult<ExitCode>
     let (switched, invalid) = switch::set_disabled(path, disabled)
         .map_err(|e| Failure::from_error(if disabled { "disable" } else { "enable" }, &e))?;
     let file = path.display();
+    if !matches!(switched, Switched::Unchanged | Switched::DefaultsApply) {
+        // The audit socket of the file just written, or the default one when it does not load.
+        let config = crate::load_config(Some(path)).unwrap_or_default();
+        crate::audit::record(
+            &config,
+            &crate::audit::Change {
+                action: if disabled { "disable" } else { "enable" },
+                user: None,
+                detail: format!("[general] disabled = {disabled} in {file}"),
+            },
+        );
+    }
     match (disabled, switched) {
         (true, Switched::Unchanged) => {
             println!("Face authentication was already off ([general] disabled = true in {file}).")

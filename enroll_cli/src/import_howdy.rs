@@ -138,6 +138,28 @@ pub(crate) fn run(config_path: Option<&Path>, args: &ImportHowdyArgs) -> CliResu
             .collect();
         switch::set_values(config_file, &changes)
             .map_err(|e| Failure::from_error("configuration", &e))?;
+        if !changes.is_empty() {
+            let keys: Vec<String> = changes
+                .iter()
+                .map(|(section, key, value)| match value {
+                    Some(v) => format!("[{section}] {key} = {}", v.to_string().trim()),
+                    None => format!("[{section}] {key} removed"),
+                })
+                .collect();
+            crate::audit::record(
+                &config,
+                &crate::audit::Change {
+                    action: "import-howdy-config",
+                    user: None,
+                    detail: format!(
+                        "from {} into {}: {}",
+                        layout.config.display(),
+                        config_file.display(),
+                        keys.join(", ")
+                    ),
+                },
+            );
+        }
     }
     let mut users = users;
     if !args.dry_run {
@@ -145,6 +167,19 @@ pub(crate) fn run(config_path: Option<&Path>, args: &ImportHowdyArgs) -> CliResu
             if let Ok(imported) = &u.outcome {
                 if let Err(e) = store.save(&imported.enrolment) {
                     u.outcome = Err(format!("enrolment store: {e}"));
+                } else {
+                    crate::audit::record(
+                        &config,
+                        &crate::audit::Change {
+                            action: "import-howdy",
+                            user: Some(imported.enrolment.user.as_str()),
+                            detail: format!(
+                                "{} sample(s) from Howdy's face model under {}",
+                                imported.enrolment.samples.len(),
+                                layout.models_dir.display()
+                            ),
+                        },
+                    );
                 }
             }
         }

@@ -24,6 +24,7 @@ macro_rules! eprint {
 
 mod output;
 mod admin;
+mod audit;
 mod camera_cmds;
 mod demo;
 mod identify;
@@ -333,6 +334,18 @@ fn add(config: &Config, args: &AddArgs, verbose: bool) -> CliResult<()> {
     } else {
         format!("{first}-{last}")
     };
+    audit::record(
+        config,
+        &audit::Change {
+            action: "add",
+            user: Some(user.as_str()),
+            detail: format!(
+                "{} sample(s) labelled {label:?}, id {range}, embedder sha256 {}",
+                ids.len(),
+                enrolment.embedder.sha256
+            ),
+        },
+    );
     println!(
         "Added {} sample(s) for {user} as '{label}': id {range} ({})",
         ids.len(),
@@ -468,6 +481,14 @@ fn remove(config: &Config, user: &UserArg, id: u32) -> CliResult<()> {
             .save(&enrolment)
             .map_err(|e| Failure::from_error("enrolment store", &e))?;
     }
+    audit::record(
+        config,
+        &audit::Change {
+            action: "remove",
+            user: Some(user.as_str()),
+            detail: format!("sample {id}"),
+        },
+    );
     println!("Removed sample {id} of {user}");
     Ok(())
 }
@@ -495,6 +516,14 @@ fn clear(config: &Config, user: &UserArg, yes: bool) -> CliResult<()> {
         .remove_user(&user)
         .map_err(|e| Failure::from_error("enrolment store", &e))?;
     if removed {
+        audit::record(
+            config,
+            &audit::Change {
+                action: "clear",
+                user: Some(user.as_str()),
+                detail: "every sample".into(),
+            },
+        );
         println!("Removed every enrolled face of {user}");
     } else {
         println!("{user} had no enrolled face");

@@ -34,12 +34,40 @@ fn current(uid: Uid) -> Result<String, String> {
     }
 }
 
-/// `created` timestamps as `2026-11-29 20:19:02`.
+/// The account name of `uid`, when it has one.
+pub fn name_of_uid(uid: u32) -> Option<String> {
+    User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+}
+
+/// The last second humantime can show (9999-12-31 23:59:59 UTC); it panics after it.
+const LAST_SHOWN_SECOND: u64 = 253_402_300_799;
+
+/// `created` timestamps as `2026-11-29 20:19:02`. An enrolment file is input: a time past the year 9999 is shown
+/// as a number of seconds rather than panicking.
 pub fn format_utc(unix_seconds: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(unix_seconds);
+    let t = match UNIX_EPOCH.checked_add(Duration::from_secs(unix_seconds)) {
+        Some(t) if unix_seconds <= LAST_SHOWN_SECOND => t,
+        _ => return format!("{unix_seconds} s after 1970 (past the year 9999)"),
+    };
     humantime::format_rfc3339_seconds(t)
         .to_string()
         .replace('T', " ")
         .trim_end_matches('Z')
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_stored_time_is_shown_without_panicking() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(LAST_SHOWN_SECOND), "9999-12-31 23:59:59");
+        assert_eq!(
+            format_utc(LAST_SHOWN_SECOND + 1),
+            "253402300800 s after 1970 (past the year 9999)"
+        );
+        assert!(format_utc(u64::MAX).contains("past the year 9999"));
+    }
 }

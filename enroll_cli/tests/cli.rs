@@ -268,7 +268,7 @@ fn auth_applies_the_module_policy_and_rate_limit() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(
-        stdout(&out).starts_with("not applicable: service 'sshd'"),
+        stdout(&out).starts_with("not applicable: service \"sshd\""),
         "{}",
         stdout(&out)
     );
@@ -368,4 +368,61 @@ fn a_full_or_closed_standard_output_is_an_error_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "{err}");
+}
+
+/// The datagrams a syslog listener at `socket` has received so far.
+fn received(socket: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    got
+}
+
+#[test]
+fn every_change_to_who_can_get_in_is_audited_to_syslog_authpriv() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("log.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let env = Env::new(&format!(
+        "[general]\naudit_socket = \"{}\"\n",
+        socket_path.display()
+    ));
+    let out = enrol(&env, "root", "John_Simm");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["remove", "--user", "root", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["clear", "--user", "root", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Reading changes nothing and is not audited.
+    env.run(&["list", "--user", "root"]);
+    let records = received(&socket);
+    assert_eq!(records.len(), 3, "{records:#?}");
+    for r in &records {
+        // <85>: facility AUTHPRIV (10) * 8 + severity notice (5).
+        assert!(r.starts_with("<85>"), "{r}");
+        assert!(r.contains("facekey["), "{r}");
+        assert!(r.contains(" by=uid 0 (root)"), "{r}");
+    }
+    assert!(records[0].contains("audit: add user=root by="), "{}", records[0]);
+    assert!(records[0].contains("3 sample(s) labelled \"John_Simm\", id 1-3, embedder sha256 "));
+    assert!(records[1].contains("audit: remove user=root by=") && records[1].ends_with(": sample 1"));
+    assert!(records[2].contains("audit: clear user=root by="), "{}", records[2]);
+    // No embedding in any record: no run of decimal numbers.
+    assert!(records.iter().all(|r| !r.contains("0.0")), "{records:#?}");
+
+    // With nobody listening, the change is made and the record is shown as a warning.
+    drop(socket);
+    std::fs::remove_file(&socket_path).unwrap();
+    let out = enrol(&env, "root", "John_Simm");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: the audit record was not sent")
+            && stderr(&out).contains("audit: add user=root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.store_file("root").exists());
 }

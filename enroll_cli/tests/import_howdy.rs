@@ -266,7 +266,14 @@ fn garbage_other_persons_and_wrong_length_models_are_refused_with_a_call_to_enro
     }
     assert!(said.contains("root: imported 3 encoding(s)"), "{said}");
     assert!(env.store_file("root").exists());
-    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    // Nothing on standard error but the audit records this machine has no syslog for.
+    assert!(
+        stderr(&out)
+            .lines()
+            .all(|l| l.starts_with("facekey: warning: the audit record was not sent")),
+        "{}",
+        stderr(&out)
+    );
 
     // --users picks, and a name without a file is an error.
     let out = env.run(&[

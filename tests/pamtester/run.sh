@@ -171,7 +171,7 @@ refuse err "panicked"
 PAM_WRAPPER_DEBUGLEVEL=2 case_ "decision logged" 0 "" face-deny
 expect err "user=$user service=face-deny ruid=$(id -u) ruser=- tty=-: PAM_SUCCESS: matched"
 PAM_WRAPPER_DEBUGLEVEL=2 case_ "remote refusal logged" 1 "" face-deny -I rhost=192.0.2.7
-expect err "PAM_AUTHINFO_UNAVAIL: not applicable: remote host '192.0.2.7'"
+expect err "PAM_AUTHINFO_UNAVAIL: not applicable: remote host \"192.0.2.7\""
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed"

@@ -179,6 +179,20 @@ pub(super) fn install_bytes(config: &Config, candidate: Candidate) -> CliResult<
     manifest
         .write(dir)
         .map_err(|e| Failure::from_error("installed models", &e))?;
+    crate::audit::record(
+        config,
+        &crate::audit::Change {
+            action: "model-install",
+            user: None,
+            detail: format!(
+                "{} {name:?}, {} ({size} bytes, SHA-256 {}), from {}",
+                role.name(),
+                entry.path.display(),
+                entry.sha256,
+                entry.source
+            ),
+        },
+    );
     println!(
         "installed {} {name:?}: {} ({} bytes, SHA-256 {}); make it active with: facekey model use {name}",
         role.name(),

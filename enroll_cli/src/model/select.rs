@@ -54,6 +54,18 @@ pub fn use_model(config_path: Option<&Path>, config: &Config, name: &str) -> Cli
             println!("{} {name:?} is already the active {key}", entry.role.name())
         }
         Switched::Written | Switched::Created => {
+            crate::audit::record(
+                config,
+                &crate::audit::Change {
+                    action: "model-use",
+                    user: None,
+                    detail: format!(
+                        "[models] {key} = {name:?} (SHA-256 {}) in {}",
+                        entry.sha256,
+                        path.display()
+                    ),
+                },
+            );
             println!("{}: the active {key} is now {name:?}", path.display())
         }
     }
