@@ -9,6 +9,7 @@ mod admin;
 mod camera_cmds;
 mod demo;
 mod identify;
+mod ir;
 mod model;
 mod users;
 
@@ -108,6 +109,9 @@ enum Command {
     /// List, verify, install, switch and prepare the face models; import dlib's own network.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Find, list, set and clear the setting that lights an infrared camera's emitter.
+    #[command(subcommand)]
+    Ir(ir::IrCommand),
     /// Turn face authentication on again ([general] disabled = false); PAM files are not touched.
     Enable,
     /// Turn face authentication off for everyone ([general] disabled = true); the password still works.
@@ -215,6 +219,7 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Doctor(args) => admin::doctor(cli.config.as_deref(), args),
         Command::Config(command) => admin::config(cli.config.as_deref(), command),
         Command::Model(command) => model::run(cli.config.as_deref(), command),
+        Command::Ir(command) => ir::run(cli.config.as_deref(), command),
         Command::Enable => admin::switch(cli.config.as_deref(), false),
         Command::Disable => admin::switch(cli.config.as_deref(), true),
         Command::Generate(args) => admin::generate(Cli::command(), args),
