@@ -341,7 +341,7 @@ mod tests {
         // bLength shorter than the bitmap it announces: skipped, the walk goes on.
         let mut short = vc.to_vec();
         let mut bad = xu(4, &[0xff, 0xff]);
-        bad[22] = 9; // bControlSize says nine bytes of bitmap
+        bad[23] = 9; // bControlSize says nine bytes of bitmap
         short.extend(&bad);
         short.extend(xu(5, &[0x01]));
         let units = extension_units(&short);

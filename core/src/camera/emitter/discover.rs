@@ -74,8 +74,6 @@ pub struct BurstStats {
     pub mean: f32,
     /// Share of dark frames, 0-1.
     pub dark_share: f32,
-    /// Mean brightness of the brighter half of the frames.
-    pub bright_mean: f32,
     /// Dark and lit frames alternate (an emitter flashing on every other frame).
     pub flashing: bool,
 }
@@ -88,7 +86,6 @@ impl BurstStats {
                 frames: 0,
                 mean: 0.0,
                 dark_share: 1.0,
-                bright_mean: 0.0,
                 flashing: false,
             };
         }
@@ -98,14 +95,10 @@ impl BurstStats {
             .collect();
         let dark_count = dark.iter().filter(|d| **d).count();
         let changes = dark.windows(2).filter(|w| w[0] != w[1]).count();
-        let mut means: Vec<f32> = exposures.iter().map(|e| e.mean).collect();
-        means.sort_by(|a, b| b.total_cmp(a));
-        let half = n.div_ceil(2);
         BurstStats {
             frames: n,
             mean: exposures.iter().map(|e| e.mean).sum::<f32>() / n as f32,
             dark_share: dark_count as f32 / n as f32,
-            bright_mean: means[..half].iter().sum::<f32>() / half as f32,
             // Mostly alternating: at least two thirds of the possible changes, both kinds present.
             flashing: n >= 4 && dark_count > 0 && dark_count < n && changes * 3 >= (n - 1) * 2,
         }
@@ -118,9 +111,9 @@ impl BurstStats {
 /// - at least a third of the frames are not dark, and that share grew by a third of the burst or
 ///   dark and lit frames alternate where they did not before (the flashing of an emitter
 ///   synchronised with the exposure);
-/// - the bright half of the frames is more than twice as bright as before, plus 16 grey levels (a
-///   lit face on a black background can leave most pixels dark). The factor keeps an automatic
-///   exposure settling on a scene lit by daylight from passing for an emitter.
+/// - the burst is more than twice as bright as before, plus 16 grey levels (a lit face on a black
+///   background can leave most pixels dark). The factor keeps an automatic exposure settling on a
+///   scene lit by daylight from passing for an emitter, and one bright frame in ten from passing.
 pub fn judge(before: &BurstStats, after: &BurstStats) -> bool {
     if after.frames == 0 {
         return false;
@@ -129,7 +122,7 @@ pub fn judge(before: &BurstStats, after: &BurstStats) -> bool {
     let lit_before = 1.0 - before.dark_share;
     let more_lit_frames = lit_share >= 1.0 / 3.0
         && (lit_share - lit_before >= 1.0 / 3.0 || (after.flashing && !before.flashing));
-    let brighter = after.bright_mean >= 2.0 * before.bright_mean + 16.0;
+    let brighter = after.mean >= 2.0 * before.mean + 16.0;
     more_lit_frames || brighter
 }
 
