@@ -28,6 +28,7 @@ rotate = 270
 require_ir = false
 dark_threshold = 45.5
 min_face_change = 2.0
+emitter_settings = "/opt/facekey/ir.toml"
 
 [detection]
 max_height = 480
@@ -84,7 +85,7 @@ fn every_key_expected() -> Config {
             require_ir: false,
             dark_threshold: Some(45.5),
             min_face_change: 2.0,
-            emitter_settings: "/etc/facekey/ir.toml".into(),
+            emitter_settings: "/opt/facekey/ir.toml".into(),
         },
         detection: Detection {
             max_height: 480,
@@ -139,8 +140,8 @@ fn every_key_test_really_changes_every_default() {
     let default_lines: Vec<&str> = default.lines().filter(|l| l.contains(" = ")).collect();
     let parsed = parse(EVERY_KEY).to_toml_string();
     let assignments: Vec<&str> = parsed.lines().filter(|l| l.contains(" = ")).collect();
-    // The four replacement files and hashes, and the threshold, are not set by default.
-    assert_eq!(assignments.len(), default_lines.len() + 5, "{parsed}");
+    // The four replacement files and hashes, the threshold and the dark threshold are not set by default.
+    assert_eq!(assignments.len(), default_lines.len() + 6, "{parsed}");
     for line in assignments {
         assert!(!default_lines.contains(&line), "still the default: {line}");
     }
