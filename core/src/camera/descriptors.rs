@@ -222,6 +222,9 @@ pub fn extension_units_of(node: &Path) -> Result<(Vec<ExtensionUnit>, Vec<u8>), 
     Ok((units, bytes))
 }
 
+// `hex` and `parse_hex` are hand-written: the `hex` crate would add a dependency to the PAM module
+// for two loops, and it does not take the separators people paste (`01 03 03`, `01:03:03`).
+
 /// Bytes as hex, two digits each, no separator (the store and `--report`).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
