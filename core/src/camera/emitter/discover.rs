@@ -714,7 +714,7 @@ mod tests {
                 .map(|_| {
                     self.frame += 1;
                     let noise = ((self.frame * 2_654_435_761) % 17) as f32 - 8.0;
-                    if lit && self.frame % 2 == 0 {
+                    if lit && self.frame.is_multiple_of(2) {
                         Exposure {
                             mean: 110.0 + noise,
                             dark_fraction: 0.12 + noise / 400.0,
