@@ -26,6 +26,13 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/facekey/config.toml";
 /// The shipped default configuration file, every key present and commented.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.toml");
 
+/// The dark-frame threshold (percent) when neither `camera.dark_threshold` nor a threshold learnt for the camera
+/// by `facekey ir discover` gives one.
+pub const DEFAULT_DARK_THRESHOLD: f32 = 60.0;
+
+/// Where `facekey ir` keeps the infrared emitter settings unless `camera.emitter_settings` says otherwise.
+pub const DEFAULT_EMITTER_SETTINGS: &str = "/etc/facekey/ir.toml";
+
 /// The shipped embedder's calibrated threshold: the largest embedding distance still accepted as the same face,
 /// used when `matching.threshold` is not set.
 ///
@@ -129,13 +136,19 @@ pub struct Camera {
     pub require_ir: bool,
     /// A frame whose darkest eighth of the brightness range holds more than this percentage of
     /// the pixels is skipped as dark (an IR emitter between flashes). Greater than 0, at most 100;
-    /// 100 never skips.
-    pub dark_threshold: f32,
+    /// 100 never skips. Unset: the threshold `facekey ir discover` learnt for the camera, else
+    /// [`DEFAULT_DARK_THRESHOLD`] (the engine's `camera::emitter::dark_threshold` chooses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dark_threshold: Option<f32>,
     /// On a camera, a frame only counts as a match when the face in it differs from the face in
     /// the previous frame by at least this much (mean absolute difference in grey levels of the
     /// two face crops): a frozen or injected picture never changes. 0 turns the check off.
     /// At least 0, at most 255.
     pub min_face_change: f32,
+    /// The infrared emitter settings `facekey ir` keeps (the extension-unit control that lights a
+    /// camera's emitter, per camera), applied each time the camera is opened. Absolute; trusted
+    /// only when root-owned and not writable by group or others.
+    pub emitter_settings: PathBuf,
 }
 
 impl Default for Camera {
@@ -149,7 +162,8 @@ impl Default for Camera {
             exposure: 0,
             rotate: 0,
             require_ir: true,
-            dark_threshold: 60.0,
+            dark_threshold: None,
+            emitter_settings: PathBuf::from(DEFAULT_EMITTER_SETTINGS),
             min_face_change: 0.25,
         }
     }

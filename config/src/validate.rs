@@ -78,6 +78,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     }
 
     absolute("storage.faces_dir", &config.storage.faces_dir)?;
+    absolute("camera.emitter_settings", &config.camera.emitter_settings)?;
 
     service_names("pam.services", &config.pam.services, |_| None)?;
     service_names(
@@ -182,12 +183,13 @@ fn camera(c: &Camera) -> Result<(), Violation> {
         ));
     }
     // Positive tests, so NaN fails them.
-    let dark = c.dark_threshold;
-    if !(dark > 0.0 && dark <= 100.0) {
-        return Err(Violation::new(
-            "camera.dark_threshold",
-            format!("must be greater than 0 and at most 100 (percent), found {dark}"),
-        ));
+    if let Some(dark) = c.dark_threshold {
+        if !(dark > 0.0 && dark <= 100.0) {
+            return Err(Violation::new(
+                "camera.dark_threshold",
+                format!("must be greater than 0 and at most 100 (percent), found {dark}"),
+            ));
+        }
     }
     let change = c.min_face_change;
     if !((0.0..=255.0).contains(&change)) {

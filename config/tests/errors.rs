@@ -53,7 +53,7 @@ rejects! {
         "[general]\nenabled = true\n" => line 2, key "general.enabled", says "unknown key (expected one of disabled, audit_socket)";
     unknown_key_in_camera_is_rejected:
         "[camera]\nsource = \"v4l2:/dev/video2\"\nmax_hieght = 3\n"
-        => line 3, key "camera.max_hieght", says "unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change)";
+        => line 3, key "camera.max_hieght", says "unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change, emitter_settings)";
     unknown_key_in_detection_is_rejected:
         "[detection]\nmax_heigth = 3\n"
         => line 2, key "detection.max_heigth",
@@ -190,6 +190,8 @@ rejects! {
         "[detection]\nnms_iou = nan\n" => line 2, key "detection.nms_iou", says "found NaN";
     relative_models_dir_is_rejected:
         "[models]\ndir = \"models\"\n" => line 2, key "models.dir", says "must be an absolute path, found \"models\"";
+    relative_emitter_settings_is_rejected:
+        "[camera]\nemitter_settings = \"ir.toml\"\n" => line 2, key "camera.emitter_settings", says "absolute path";
     relative_detector_file_is_rejected:
         "[models]\ndetector_file = \"det.onnx\"\n" => line 2, key "models.detector_file", says "absolute path";
     relative_embedder_file_is_rejected:
@@ -243,7 +245,7 @@ fn message_matches_the_documented_format() {
     let error = assert_error(text, 7, "camera.max_hieght", "unknown key");
     assert_eq!(
         error.to_string(),
-        "/test/facekey.toml:7:1: camera.max_hieght: unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change)"
+        "/test/facekey.toml:7:1: camera.max_hieght: unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change, emitter_settings)"
     );
 }
 

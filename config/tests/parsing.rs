@@ -29,6 +29,7 @@ rotate = 270
 require_ir = false
 dark_threshold = 45.5
 min_face_change = 2.0
+emitter_settings = "/opt/facekey/ir.toml"
 
 [detection]
 max_height = 480
@@ -86,8 +87,9 @@ fn every_key_expected() -> Config {
             exposure: 300,
             rotate: 270,
             require_ir: false,
-            dark_threshold: 45.5,
+            dark_threshold: Some(45.5),
             min_face_change: 2.0,
+            emitter_settings: "/opt/facekey/ir.toml".into(),
         },
         detection: Detection {
             max_height: 480,
@@ -142,8 +144,8 @@ fn every_key_test_really_changes_every_default() {
     let default_lines: Vec<&str> = default.lines().filter(|l| l.contains(" = ")).collect();
     let parsed = parse(EVERY_KEY).to_toml_string();
     let assignments: Vec<&str> = parsed.lines().filter(|l| l.contains(" = ")).collect();
-    // The four replacement files and hashes, and the threshold, are not set by default.
-    assert_eq!(assignments.len(), default_lines.len() + 5, "{parsed}");
+    // The four replacement files and hashes, the threshold and the dark threshold are not set by default.
+    assert_eq!(assignments.len(), default_lines.len() + 6, "{parsed}");
     for line in assignments {
         assert!(!default_lines.contains(&line), "still the default: {line}");
     }
@@ -209,7 +211,7 @@ fn camera_size_fps_exposure_and_rotation_take_their_boundary_values() {
 #[test]
 fn dark_threshold_of_100_and_min_face_change_of_0_turn_the_checks_off() {
     let config = parse("[camera]\ndark_threshold = 100\nmin_face_change = 0\n");
-    assert_eq!(config.camera.dark_threshold, 100.0);
+    assert_eq!(config.camera.dark_threshold, Some(100.0));
     assert_eq!(config.camera.min_face_change, 0.0);
 }
 
@@ -223,7 +225,10 @@ fn camera_defaults_require_infrared_and_pick_the_size_automatically() {
     );
     assert_eq!((camera.exposure, camera.rotate), (0, 0));
     assert!(!camera.force_mjpeg);
-    assert_eq!(camera.dark_threshold, 60.0);
+    // Unset: the engine takes a threshold learnt for the camera, else 60.
+    assert_eq!(camera.dark_threshold, None);
+    assert_eq!(facekey_config::DEFAULT_DARK_THRESHOLD, 60.0);
+    assert_eq!(camera.emitter_settings, std::path::Path::new("/etc/facekey/ir.toml"));
     assert!(camera.min_face_change > 0.0);
 }
 

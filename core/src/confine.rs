@@ -347,6 +347,11 @@ const V4L2_STREAMING: [u64; 6] = [
     v4l::v4l2::vidioc::VIDIOC_REQBUFS as u64,
 ];
 
+// UVCIOC_CTRL_QUERY (extension-unit controls, `camera::xu`) is deliberately absent: the stored
+// infrared emitter setting is applied before confinement, and an arbitrary extension-unit write
+// from the part that parses untrusted frames could damage the camera. core/tests/confine.rs checks
+// that the query ends a confined process.
+
 /// Terminal queries (is it a terminal, how wide): read-only, for the CLI's progress display.
 #[allow(clippy::unnecessary_cast)]
 const TERMINAL_QUERIES: [u64; 2] = [libc::TCGETS as u64, libc::TIOCGWINSZ as u64];

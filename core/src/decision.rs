@@ -44,6 +44,10 @@ pub struct Stats {
     /// How the process that decided was confined, when the decision ran in a confined child
     /// ([`crate::isolated`]).
     pub confined: Option<String>,
+    /// Why the stored infrared emitter setting could not be set when the camera was opened (the
+    /// decision went on; the log line says so).
+    #[serde(default)]
+    pub emitter_failed: Option<String>,
 }
 
 /// One frame as the decision saw it (for `facekey test`).
@@ -188,6 +192,9 @@ fn skipped(stats: &Stats) -> String {
             "{} matching face(s) refused as unchanged (a frozen or injected picture?)",
             stats.still_frames
         ));
+    }
+    if let Some(failed) = &stats.emitter_failed {
+        parts.push(format!("infrared emitter not set: {failed}"));
     }
     if let Some(confined) = &stats.confined {
         parts.push(format!("decided confined: {confined}"));
@@ -347,6 +354,12 @@ pub fn decide(
     let mut best = f32::INFINITY;
     let mut motion_check =
         FaceMotion::new(config.camera.min_face_change, source.camera().is_some());
+    let dark_threshold =
+        crate::camera::emitter::dark_threshold_for(config.camera.dark_threshold, source.camera());
+    stats.emitter_failed = source
+        .camera()
+        .and_then(|c| c.emitter.as_ref())
+        .and_then(|e| e.applied.clone().err());
     while Instant::now() < deadline {
         let frame = match source.next_frame(deadline) {
             Ok(Some(frame)) => frame,
@@ -387,7 +400,7 @@ pub fn decide(
             continue;
         };
         let exposure = liveness::measure(&image);
-        if liveness::is_dark(&exposure, config.camera.dark_threshold) {
+        if liveness::is_dark(&exposure, dark_threshold) {
             stats.dark_frames += 1;
             let exposure = Some(exposure);
             report(

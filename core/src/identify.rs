@@ -100,6 +100,8 @@ pub fn identify(
     let mut history: Vec<Vec<Vec<f32>>> = vec![Vec::new(); enrolments.len()];
     let mut motion_check =
         FaceMotion::new(config.camera.min_face_change, source.camera().is_some());
+    let dark_threshold =
+        crate::camera::emitter::dark_threshold_for(config.camera.dark_threshold, source.camera());
     let mut closest: Option<(usize, f32)> = None;
     while Instant::now() < deadline {
         let frame = match source.next_frame(deadline) {
@@ -114,7 +116,7 @@ pub fn identify(
             continue;
         };
         let exposure = liveness::measure(&image);
-        if liveness::is_dark(&exposure, config.camera.dark_threshold) {
+        if liveness::is_dark(&exposure, dark_threshold) {
             stats.dark_frames += 1;
             continue;
         }

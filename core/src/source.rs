@@ -76,13 +76,29 @@ pub fn open_source_with(
                 reason: "a camera must be named by an absolute path, such as /dev/video0".into(),
             });
         }
-        let settings = camera::Settings::from_config(settings);
+        let mut camera_settings = camera::Settings::from_config(settings);
+        camera_settings.emitter = stored_emitter(&settings.emitter_settings, Path::new(device));
         return Ok(Box::new(camera::Camera::open(
             Path::new(device),
-            &settings,
+            &camera_settings,
         )?));
     }
     Err(SourceError::BadSpec(spec.to_string()))
+}
+
+/// The infrared emitter setting stored for `device` (`facekey ir`), applied by
+/// [`camera::Camera::open`] right after opening. Every camera a front end opens comes through
+/// here, once per open. A settings file that cannot be trusted or read sets nothing: the problem
+/// travels with the camera's information into the decision's log line (and `facekey doctor`
+/// names it), the camera still opens and the decision still runs.
+fn stored_emitter(
+    file: &Path,
+    device: &Path,
+) -> Option<Result<camera::emitter::EmitterSetting, String>> {
+    match camera::emitter::store::Settings::load(file) {
+        Ok(stored) => stored.find(device).map(|e| e.setting()),
+        Err(e) => Some(Err(e.to_string())),
+    }
 }
 
 fn untrusted(path: &Path) -> impl FnOnce(trust::TrustError) -> SourceError + '_ {

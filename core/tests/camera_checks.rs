@@ -151,6 +151,7 @@ impl Scripted {
             fps: Some(30.0),
             streaming: true,
             notes: vec![],
+            emitter: None,
             counters: Counters::default(),
         };
         Scripted {
@@ -226,7 +227,7 @@ fn only_dark_frames_give_no_face_and_say_how_many_were_dark() {
 fn dark_threshold_of_100_analyses_dark_frames() {
     let probe = rgb(&chips(PERSON)[5]);
     let mut config = base_config();
-    config.camera.dark_threshold = 100.0;
+    config.camera.dark_threshold = Some(100.0);
     let mut source = Scripted::replay(vec![dimmed(&probe, 0.1)]);
     let (outcome, verdicts) = run(&config, &mut source);
     assert_eq!(stats(&outcome).dark_frames, 0, "{outcome}");

@@ -434,6 +434,10 @@ pub(crate) fn snapshot(config_path: Option<&Path>, args: &SnapshotArgs) -> CliRe
             let mut source = source.map_err(|e| Failure::from_error("frame source", &e))?;
             let (mut dark, mut undecodable) = (0u32, 0u32);
             let mut fallback = None;
+            let dark_threshold = facekey_core::camera::emitter::dark_threshold_for(
+                config.camera.dark_threshold,
+                source.camera(),
+            );
             let chosen = loop {
                 let frame = match source.next_frame(deadline) {
                     Ok(Some(f)) => f,
@@ -445,7 +449,7 @@ pub(crate) fn snapshot(config_path: Option<&Path>, args: &SnapshotArgs) -> CliRe
                     continue;
                 };
                 let exposure = liveness::measure(&image);
-                if liveness::is_dark(&exposure, config.camera.dark_threshold) {
+                if liveness::is_dark(&exposure, dark_threshold) {
                     dark += 1;
                     fallback = Some((frame, image, exposure));
                     continue;

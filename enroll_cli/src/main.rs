@@ -29,6 +29,7 @@ mod camera_cmds;
 mod demo;
 mod identify;
 mod import_howdy;
+mod ir;
 mod model;
 mod users;
 
@@ -134,6 +135,9 @@ enum Command {
     /// every key with a facekey equivalent into the configuration (--config), and imports each user's
     /// models/USER.dat when the active embedder reproduces dlib's descriptors and they are one person's face.
     ImportHowdy(import_howdy::ImportHowdyArgs),
+    /// Find, list, set and clear the setting that lights an infrared camera's emitter.
+    #[command(subcommand)]
+    Ir(ir::IrCommand),
     /// Turn face authentication on again ([general] disabled = false); PAM files are not touched.
     Enable,
     /// Turn face authentication off for everyone ([general] disabled = true); the password still works.
@@ -243,6 +247,7 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Config(command) => admin::config(cli.config.as_deref(), command),
         Command::Model(command) => model::run(cli.config.as_deref(), command),
         Command::ImportHowdy(args) => import_howdy::run(cli.config.as_deref(), args),
+        Command::Ir(command) => ir::run(cli.config.as_deref(), command),
         Command::Enable => admin::switch(cli.config.as_deref(), false),
         Command::Disable => admin::switch(cli.config.as_deref(), true),
         Command::Generate(args) => admin::generate(Cli::command(), args),

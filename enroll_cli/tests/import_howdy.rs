@@ -106,7 +106,7 @@ fn howdy_2_tree_is_mapped_and_one_johns_descriptors_match_him_and_nobody_else() 
     let config = load(&env);
     assert_eq!(config.matching.threshold, Some(0.35));
     assert_eq!(config.auth.timeout, 5.0);
-    assert_eq!(config.camera.dark_threshold, 50.0);
+    assert_eq!(config.camera.dark_threshold, Some(50.0));
     assert!(config.pam.detection_notice);
     assert!(config.pam.allow_root, "the rest of the file is kept");
 

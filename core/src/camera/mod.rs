@@ -22,11 +22,16 @@
 //! a busy camera is not waited for there but handed back in a waiting state, so the caller's
 //! deadline bounds the wait in [`Camera::next_frame`].
 
+pub mod descriptors;
 pub mod devices;
+pub mod emitter;
 pub mod negotiate;
 // The V4L2 ioctls and buffer mappings: the only unsafe code in the engine.
 #[allow(unsafe_code)]
 mod stream;
+// UVCIOC_CTRL_QUERY, on top of `stream`'s ioctl: unsafe too.
+#[allow(unsafe_code)]
+pub mod xu;
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -37,7 +42,7 @@ use v4l::control::{Control, Value};
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-pub use crate::frame::live::{CameraInfo, Counters};
+pub use crate::frame::live::{CameraInfo, Counters, EmitterStatus};
 use crate::frame::{self, Frame, FrameSource, PixelFormat, Rotation, SourceError};
 pub use negotiate::{Choice, FormatOffer, SizeOffer};
 use stream::MmapStream;
@@ -74,6 +79,10 @@ pub struct Settings {
     /// Manual exposure, in 100 µs units; `None` leaves automatic exposure alone.
     pub exposure: Option<u32>,
     pub rotation: Rotation,
+    /// The stored infrared emitter setting for this camera ([`emitter::store`]), set right after
+    /// opening, before the first frame; `Err`: the stored settings could not be read (noted, and
+    /// nothing written). `None`: nothing is written to the camera's controls.
+    pub emitter: Option<Result<emitter::EmitterSetting, String>>,
 }
 
 impl Default for Settings {
@@ -93,6 +102,7 @@ impl Settings {
             format: None,
             exposure: (camera.exposure > 0).then_some(camera.exposure),
             rotation: Rotation::from_degrees(camera.rotate).unwrap_or_default(),
+            emitter: None,
         }
     }
 }
@@ -298,6 +308,20 @@ impl Camera {
         let opened = Instant::now();
         let device = open_device(path)?;
         let caps = capture_caps(&device, path)?;
+        // Before the format is set and the stream starts: the first frame is already lit. A
+        // failed write is noted, never fatal: the frames say whether the emitter is on.
+        let emitter = settings.emitter.as_ref().map(|stored| match stored {
+            Ok(setting) => EmitterStatus {
+                setting: setting.to_string(),
+                applied: emitter::apply(fd_of(&device), setting).map_err(|e| e.to_string()),
+                dark_threshold: setting.dark_threshold,
+            },
+            Err(e) => EmitterStatus {
+                setting: "unknown".into(),
+                applied: Err(e.clone()),
+                dark_threshold: None,
+            },
+        });
         let offers = enumerate(&device, settings.size.unwrap_or(negotiate::AUTO_SIZE));
         let choice = negotiate::choose(&offers, settings).map_err(|e| match e {
             negotiate::NoChoice::NotOffered { wanted, offered } => SourceError::NotOffered {
@@ -325,7 +349,12 @@ impl Camera {
             image_size: 0,
             fps: None,
             streaming: false,
-            notes: Vec::new(),
+            notes: emitter
+                .iter()
+                .filter_map(|e| e.applied.as_ref().err())
+                .map(|e| format!("infrared emitter not set: {e}"))
+                .collect(),
+            emitter,
             counters: Counters::default(),
         };
         let mut camera = Camera {
@@ -348,6 +377,11 @@ impl Camera {
     /// What the camera is and how it was set up.
     pub fn info(&self) -> &CameraInfo {
         &self.info
+    }
+
+    /// The open node, for extension-unit queries ([`xu`]) while streaming.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        fd_of(&self.device)
     }
 
     /// Set the format, rate and exposure, then map the buffers and start streaming.

@@ -84,7 +84,20 @@ pub struct CameraInfo {
     /// Things that did not go as configured (an exposure the camera refused, a format the
     /// driver replaced); the camera still works.
     pub notes: Vec<String>,
+    /// The stored infrared emitter setting and what became of it at open, when there is one.
+    pub emitter: Option<EmitterStatus>,
     pub counters: Counters,
+}
+
+/// The infrared emitter setting applied when the camera was opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmitterStatus {
+    /// "unit 4 selector 6 = 010303000000000000".
+    pub setting: String,
+    /// Set, or why not (the decision goes on either way).
+    pub applied: Result<(), String>,
+    /// The dark-frame threshold learnt for this camera at discovery.
+    pub dark_threshold: Option<f32>,
 }
 
 impl CameraInfo {

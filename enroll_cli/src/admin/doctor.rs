@@ -231,6 +231,7 @@ pub fn run(system: &System) -> Vec<Check> {
         Cameras::Nodes(dev) => listed_nodes(dev),
     };
     checks.extend(check_cameras(&config.camera, &entries, &system.root));
+    checks.push(check_emitter(&config.camera));
     check_pam(system, &config, &mut checks);
     checks.push(check_state_dir(&config));
     checks
@@ -624,6 +625,52 @@ pub fn check_cameras(
         Some(_) => colour_camera(camera, &device, entries),
     });
     checks
+}
+
+/// The infrared emitter setting stored for the configured camera (`facekey ir`), and whether the
+/// settings file can be trusted: an untrusted one is ignored at every authentication.
+fn check_emitter(camera: &facekey_config::Camera) -> Check {
+    use facekey_core::camera::emitter::store::Settings as EmitterSettings;
+    let file = &camera.emitter_settings;
+    let stored = match EmitterSettings::load(file) {
+        Ok(stored) => stored,
+        Err(e) => {
+            return Check::fail(
+                "emitter",
+                format!("{e}; no emitter setting is applied"),
+                Some(format!(
+                    "make {} root-owned and not writable by group or others, or remove it and run                      `sudo facekey ir discover`",
+                    file.display()
+                )),
+            )
+        }
+    };
+    let Some(device) = camera.source.strip_prefix("v4l2:") else {
+        return Check::ok("emitter", "not applicable: the source replays image files");
+    };
+    match stored.find(Path::new(device)) {
+        Some(entry) => Check::ok(
+            "emitter",
+            format!(
+                "{device}: unit {} selector {} = {} ({}{}), set each time the camera opens ({})",
+                entry.unit,
+                entry.selector,
+                entry.value,
+                entry.origin,
+                entry
+                    .dark_threshold
+                    .map(|t| format!(", dark threshold {t:.0}% learnt"))
+                    .unwrap_or_default(),
+                file.display()
+            ),
+        ),
+        None => Check::ok(
+            "emitter",
+            format!(
+                "no infrared emitter setting stored for {device}; if its frames are dark                  (`facekey test` counts dark frames), run `sudo facekey ir discover`"
+            ),
+        ),
+    }
 }
 
 /// The configured camera is a colour one: refused with `require_ir`, otherwise a warning; either way
@@ -1084,6 +1131,35 @@ mod tests {
             require_ir,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_stored_emitter_setting_is_reported_and_an_untrusted_file_fails() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.path().join("ir.toml");
+        let camera = facekey_config::Camera {
+            source: "v4l2:/dev/video7".into(),
+            emitter_settings: file.clone(),
+            ..facekey_config::Camera::default()
+        };
+        let none = check_emitter(&camera);
+        assert_eq!(none.status, Status::Ok);
+        assert!(none.message.contains("facekey ir discover"), "{}", none.message);
+        fs::write(
+            &file,
+            "[[camera]]\ndevice = \"/dev/video7\"\nunit = 4\nselector = 6\nvalue = \"010303000000000000\"\norigin = \"discovered\"\n",
+        )
+        .unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let stored = check_emitter(&camera);
+        assert_eq!(stored.status, Status::Ok);
+        assert!(stored.message.contains("unit 4 selector 6 = 010303000000000000"), "{}", stored.message);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+        let refused = check_emitter(&camera);
+        assert_eq!(refused.status, Status::Fail);
+        assert!(refused.message.contains("chmod go-w"), "{}", refused.message);
     }
 
     fn find<'a>(checks: &'a [Check], area: &str) -> &'a Check {
