@@ -161,7 +161,7 @@ fn summarise(found: &Discovery) {
         } => {
             println!("Found: {control} = {} lights the emitter ({}).", hex(value), describe(stats));
             if let Some(t) = found.dark_threshold {
-                println!("Dark-frame threshold learnt from this camera: {t:.0}% (used unless [camera] dark_threshold is set).");
+                println!("Dark-frame threshold learnt from this camera: mean brightness {t:.0} of 255 (used unless [camera] dark_threshold is set).");
             }
         }
         Outcome::AlreadyLit => println!(
