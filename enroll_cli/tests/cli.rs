@@ -426,3 +426,37 @@ fn every_change_to_who_can_get_in_is_audited_to_syslog_authpriv() {
     );
     assert!(env.store_file("root").exists());
 }
+
+#[test]
+fn a_sheet_of_faces_buys_no_more_than_three_comparisons_per_frame() {
+    let env = Env::new("[matching]\nrequired_matches = 1\n");
+    assert!(enrol(&env, "root", "John_Simm").status.success());
+    // Four strangers at full size and the enrolled person smaller: only the three largest faces count.
+    let strangers = ["John_Salley", "John_Shimkus", "John_Savage", "John_Schneider"];
+    let sheet = |owner_side: u32| {
+        let mut canvas = image::RgbImage::from_pixel(900, 220, image::Rgb([90, 90, 90]));
+        for (i, who) in strangers.iter().enumerate() {
+            let face = image::open(&chips(who)[7 + i % 2]).unwrap().into_rgb8();
+            image::imageops::overlay(&mut canvas, &face, 10 + 170 * i as i64, 35);
+        }
+        let owner = image::open(&chips("John_Simm")[6]).unwrap().into_rgb8();
+        let owner = image::imageops::resize(
+            &owner,
+            owner_side,
+            owner_side,
+            image::imageops::FilterType::Triangle,
+        );
+        image::imageops::overlay(&mut canvas, &owner, 700, 35);
+        canvas
+    };
+    let small = env.dir.path().join("sheet-small-owner.png");
+    sheet(110).save(&small).unwrap();
+    let out = env.run(&["auth", "--user", "root", "--source", &file_source(&[small])]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("3 face(s) seen"), "{}", stdout(&out));
+    // The same sheet with the enrolled person the largest face: matched.
+    let large = env.dir.path().join("sheet-large-owner.png");
+    sheet(180).save(&large).unwrap();
+    let out = env.run(&["auth", "--user", "root", "--source", &file_source(&[large])]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
