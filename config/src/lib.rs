@@ -134,6 +134,9 @@ pub struct Camera {
     pub rotate: u32,
     /// Refuse a camera that is not infrared (one offering anything but grey formats).
     pub require_ir: bool,
+    /// Accept a virtual capture device (vivid, v4l2loopback, akvcam, ...: whatever program feeds it chooses
+    /// the frames). Off by default; for tests with the kernel's vivid driver only.
+    pub allow_virtual: bool,
     /// A frame whose darkest eighth of the brightness range holds more than this percentage of
     /// the pixels is skipped as dark (an IR emitter between flashes). Greater than 0, at most 100;
     /// 100 never skips. Unset: the threshold `facekey ir discover` learnt for the camera, else
@@ -162,6 +165,7 @@ impl Default for Camera {
             exposure: 0,
             rotate: 0,
             require_ir: true,
+            allow_virtual: false,
             dark_threshold: None,
             emitter_settings: PathBuf::from(DEFAULT_EMITTER_SETTINGS),
             min_face_change: 0.25,

@@ -53,7 +53,7 @@ rejects! {
         "[general]\nenabled = true\n" => line 2, key "general.enabled", says "unknown key (expected one of disabled, audit_socket)";
     unknown_key_in_camera_is_rejected:
         "[camera]\nsource = \"v4l2:/dev/video2\"\nmax_hieght = 3\n"
-        => line 3, key "camera.max_hieght", says "unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change, emitter_settings)";
+        => line 3, key "camera.max_hieght", says "unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, allow_virtual, dark_threshold, min_face_change, emitter_settings)";
     unknown_key_in_detection_is_rejected:
         "[detection]\nmax_heigth = 3\n"
         => line 2, key "detection.max_heigth",
@@ -245,7 +245,7 @@ fn message_matches_the_documented_format() {
     let error = assert_error(text, 7, "camera.max_hieght", "unknown key");
     assert_eq!(
         error.to_string(),
-        "/test/facekey.toml:7:1: camera.max_hieght: unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, dark_threshold, min_face_change, emitter_settings)"
+        "/test/facekey.toml:7:1: camera.max_hieght: unknown key (expected one of source, frame_width, frame_height, fps, force_mjpeg, exposure, rotate, require_ir, allow_virtual, dark_threshold, min_face_change, emitter_settings)"
     );
 }
 

@@ -27,6 +27,7 @@ force_mjpeg = true
 exposure = 300
 rotate = 270
 require_ir = false
+allow_virtual = true
 dark_threshold = 45.5
 min_face_change = 2.0
 emitter_settings = "/opt/facekey/ir.toml"
@@ -87,6 +88,7 @@ fn every_key_expected() -> Config {
             exposure: 300,
             rotate: 270,
             require_ir: false,
+            allow_virtual: true,
             dark_threshold: Some(45.5),
             min_face_change: 2.0,
             emitter_settings: "/opt/facekey/ir.toml".into(),

@@ -76,6 +76,8 @@ fn settings(format: PixelFormat) -> Settings {
         size: Some((640, 480)),
         fps: Some(30),
         format: Some(format),
+        // vivid is a virtual capture driver: refused unless allowed (checked below).
+        allow_virtual: true,
         ..Settings::default()
     }
 }
@@ -252,6 +254,47 @@ fn main() {
         ),
     );
 
+    // A virtual capture driver is refused unless [camera] allow_virtual says otherwise.
+    match Camera::open(
+        &device,
+        &Settings {
+            allow_virtual: false,
+            ..settings(PixelFormat::Yuyv)
+        },
+    ) {
+        Err(e @ SourceError::Device { .. }) if e.to_string().contains("virtual capture device") => {
+            checks.check("vivid refused as a virtual camera unless allowed", true, e.to_string());
+        }
+        Err(e) => {
+            checks.check(
+                "vivid refused as a virtual camera unless allowed",
+                false,
+                format!("other error: {e}"),
+            );
+        }
+        Ok(c) => {
+            checks.check(
+                "vivid refused as a virtual camera unless allowed",
+                false,
+                format!("opened as {}", c.describe()),
+            );
+        }
+    }
+    // The identity an enrolment records: vivid's driver, card and bus (no USB ids: a platform device).
+    match Camera::open(&device, &settings(PixelFormat::Yuyv)) {
+        Ok(c) => {
+            let id = &c.info().identity;
+            checks.check(
+                "camera identity read",
+                id.driver == "vivid" && id.bus.starts_with("platform:") && id.usb.is_none(),
+                id.describe(),
+            );
+        }
+        Err(e) => {
+            checks.check("camera identity read", false, e.to_string());
+        }
+    }
+
     for format in [
         PixelFormat::Yuyv,
         PixelFormat::Uyvy,
@@ -422,6 +465,7 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
     config.storage.faces_dir = PathBuf::from("/tmp/facekey-faces");
     config.camera.source = format!("v4l2:{}", device.display());
     config.camera.require_ir = false;
+    config.camera.allow_virtual = true;
     // 12 s: on the guest's emulated CPU the models take about 2.1 s to load and a frame several seconds to
     // analyse (3.9-4.9 s measured with every look), so 6 s no longer left room for one analysed frame. The check
     // below still holds the decision to the timeout plus 250 ms with frames analysed.
@@ -522,6 +566,45 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
             Outcome::Unavailable(Unavailable::Source(SourceError::NotInfrared { .. }))
         ),
         format!("{outcome} after {} ms", started.elapsed().as_millis()),
+    );
+    config.camera.require_ir = false;
+    // Without allow_virtual the decision refuses vivid before any frame.
+    config.camera.allow_virtual = false;
+    let outcome = attempt_as_sudo(&config, engines, None);
+    checks.check(
+        "decision refuses vivid as a virtual camera unless allowed",
+        matches!(&outcome, Outcome::Unavailable(Unavailable::Source(SourceError::Device { reason, .. }))
+            if reason.contains("virtual capture device")),
+        outcome.to_string(),
+    );
+    config.camera.allow_virtual = true;
+    // Faces enrolled with another camera (here: vivid's ids at another bus position, as a look-alike device in
+    // another port would be) are not compared with vivid's frames: unavailable, naming both cameras.
+    let identity = match Camera::open(device, &settings(PixelFormat::Yuyv)) {
+        Ok(c) => c.info().identity.clone(),
+        Err(e) => {
+            checks.check("decision refuses faces enrolled with another camera", false, e.to_string());
+            return;
+        }
+    };
+    let elsewhere = facekey_core::camera::identity::CameraIdentity {
+        bus: format!("{}-elsewhere", identity.bus),
+        ..identity.clone()
+    };
+    let mut other = Enrolment::new(&user, enrolment.embedder.clone());
+    let mut embedding = vec![0.0f32; 128];
+    embedding[0] = 1.0;
+    other.add_sample_from("another camera", embedding, Some(elsewhere));
+    if let Err(e) = Store::new(&config.storage.faces_dir).save(&other) {
+        checks.check("decision refuses faces enrolled with another camera", false, e.to_string());
+        return;
+    }
+    let outcome = attempt_as_sudo(&config, engines, None);
+    checks.check(
+        "decision refuses faces enrolled with another camera",
+        matches!(&outcome, Outcome::Unavailable(Unavailable::Source(SourceError::OtherCamera { enrolled, .. }))
+            if enrolled.contains("-elsewhere")),
+        outcome.to_string(),
     );
 }
 

@@ -281,8 +281,9 @@ fn authenticate_enrolled(
 }
 
 /// The rest of a decision once the models are loaded and the source is open, each or its error: the checks
-/// that need both (a source that opened too late, infrared, the enrolment's embedder), then the frames. Shared
-/// by the in-process decision and the confined one ([`crate::isolated`]).
+/// that need both (a source that opened too late, infrared, the camera the samples were enrolled with, the
+/// enrolment's embedder), then the frames. Shared by the in-process decision and the confined one
+/// ([`crate::isolated`]).
 pub(crate) fn decide_opened(
     engine: Result<Arc<Engine>, ModelError>,
     source: Result<Box<dyn FrameSource>, SourceError>,
@@ -310,6 +311,14 @@ pub(crate) fn decide_opened(
     if let Err(e) = liveness::check_infrared(&config.camera, source.as_ref()) {
         return Outcome::Unavailable(e.into());
     }
+    // Only the samples enrolled with this camera (or with none recorded) are compared.
+    let enrolment = match source.camera() {
+        Some(camera) => match crate::camera::identity::samples_for(enrolment, camera) {
+            Ok(enrolment) => enrolment,
+            Err(e) => return Outcome::Unavailable(e.into()),
+        },
+        None => enrolment,
+    };
     if enrolment.embedder != *engine.embedder_id() {
         return Outcome::Unavailable(Unavailable::Store(StoreError::ForeignEmbedder {
             path,

@@ -34,6 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::frame::live::CameraIdentity;
 use crate::trust::{TrustError, TrustedDir};
 
 /// The file format this code reads and writes.
@@ -93,6 +94,10 @@ pub struct Sample {
     /// Written as the f64 equal to each f32, so that reading it back is exact (see `serialize_exact`).
     #[serde(serialize_with = "serialize_exact")]
     pub embedding: Vec<f32>,
+    /// The camera the face was seen by (`crate::camera::identity`); none for a face from image files or one
+    /// enrolled before facekey recorded cameras. Written after the embedding as its own table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<CameraIdentity>,
 }
 
 /// Why the store could not do what was asked. Each message names the file (or user) and the reason.
@@ -200,6 +205,16 @@ impl Enrolment {
     /// Add a sample created now; returns its id (the largest id so far plus one). Not validated here:
     /// [`Store::save`] refuses an enrolment with a bad label or embedding.
     pub fn add_sample(&mut self, label: &str, embedding: Vec<f32>) -> u32 {
+        self.add_sample_from(label, embedding, None)
+    }
+
+    /// [`Enrolment::add_sample`] for a face seen by `camera` (none: from image files).
+    pub fn add_sample_from(
+        &mut self,
+        label: &str,
+        embedding: Vec<f32>,
+        camera: Option<CameraIdentity>,
+    ) -> u32 {
         let ids: HashSet<u32> = self.samples.iter().map(|s| s.id).collect();
         let id = match ids.iter().max() {
             None => 1,
@@ -216,6 +231,7 @@ impl Enrolment {
             label: label.to_owned(),
             created,
             embedding,
+            camera,
         });
         id
     }
@@ -305,14 +321,7 @@ impl Store {
             user: user.to_string(),
             reason,
         };
-        validate(enrolment).map_err(invalid)?;
-        let text = toml::to_string(&FileOut {
-            format: FORMAT_VERSION,
-            user: &enrolment.user,
-            embedder: &enrolment.embedder,
-            samples: &enrolment.samples,
-        })
-        .map_err(|e| invalid(e.to_string()))?;
+        let text = render(enrolment).map_err(invalid)?;
 
         DirBuilder::new()
             .recursive(true)
@@ -454,7 +463,21 @@ struct FileIn {
     samples: Vec<Sample>,
 }
 
-fn parse(path: &Path, text: &str, user: &UserName) -> Result<Enrolment, StoreError> {
+/// An enrolment as the text of its file, after the checks every saved enrolment meets.
+pub fn render(enrolment: &Enrolment) -> Result<String, String> {
+    validate(enrolment)?;
+    toml::to_string(&FileOut {
+        format: FORMAT_VERSION,
+        user: &enrolment.user,
+        embedder: &enrolment.embedder,
+        samples: &enrolment.samples,
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The enrolment that the text of `user`'s file (read from `path`, named in errors) holds: the format
+/// version first, then every field, then the checks [`render`] makes. Public for the fuzz target.
+pub fn parse(path: &Path, text: &str, user: &UserName) -> Result<Enrolment, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         path: path.to_owned(),
         reason,
@@ -553,6 +576,9 @@ fn validate(e: &Enrolment) -> Result<(), String> {
                 "sample {id}: embedding value {i} is {} (must be finite)",
                 s.embedding[i]
             ));
+        }
+        if let Some(problem) = s.camera.as_ref().and_then(|c| c.problem()) {
+            return Err(format!("sample {id}: {problem}"));
         }
     }
     Ok(())

@@ -131,6 +131,12 @@ impl Scripted {
             driver: "test".into(),
             card: "scripted camera".into(),
             bus: "test".into(),
+            identity: facekey_core::camera::identity::CameraIdentity {
+                driver: "test".into(),
+                card: "scripted camera".into(),
+                bus: "test".into(),
+                usb: None,
+            },
             infrared,
             offers: vec![facekey_core::camera::FormatOffer {
                 fourcc: format.fourcc(),

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use facekey_config::{Config, DEFAULT_CONFIG_PATH};
+use facekey_core::camera::identity::CameraIdentity;
 use facekey_core::confine::{self, Confinement};
 use facekey_core::engine::Engine;
 use facekey_core::frame::FrameSource;
@@ -302,7 +303,7 @@ fn add(config: &Config, args: &AddArgs, verbose: bool) -> CliResult<()> {
                 open_source(config, args.source.as_deref()),
             )
         },
-        |(files, source)| -> Result<(EmbedderId, Vec<Vec<f32>>), Failure> {
+        |(files, source)| -> Result<(EmbedderId, Vec<Vec<f32>>, Option<CameraIdentity>), Failure> {
             let mut source = source?;
             let hint = source.frame_size_hint();
             let engine = files
@@ -319,16 +320,18 @@ fn add(config: &Config, args: &AddArgs, verbose: bool) -> CliResult<()> {
                 )));
             }
             let embeddings = capture_samples(config, &engine, source.as_mut(), args.samples)?;
-            Ok((embedder, embeddings))
+            // Authentication compares these faces only with frames from the same camera.
+            let camera = source.camera().map(|c| c.identity.clone());
+            Ok((embedder, embeddings, camera))
         },
     )
     .map_err(|e| Failure::from_error("confined capture", &e))?;
-    let (embedder, embeddings) = ran.value?;
+    let (embedder, embeddings, camera) = ran.value?;
     let mut enrolment = existing.unwrap_or_else(|| Enrolment::new(&user, embedder));
     let label = args.label.clone().unwrap_or_else(|| format!("{user}"));
     let ids: Vec<u32> = embeddings
         .into_iter()
-        .map(|e| enrolment.add_sample(&label, e))
+        .map(|e| enrolment.add_sample_from(&label, e, camera.clone()))
         .collect();
     store
         .save(&enrolment)
@@ -345,9 +348,10 @@ fn add(config: &Config, args: &AddArgs, verbose: bool) -> CliResult<()> {
             action: "add",
             user: Some(user.as_str()),
             detail: format!(
-                "{} sample(s) labelled {label:?}, id {range}, embedder sha256 {}",
+                "{} sample(s) labelled {label:?}, id {range}, embedder sha256 {}, camera {}",
                 ids.len(),
-                enrolment.embedder.sha256
+                enrolment.embedder.sha256,
+                camera.as_ref().map_or("none (image files)".to_owned(), |c| c.describe())
             ),
         },
     );
@@ -445,7 +449,9 @@ fn list(config: &Config, user: &UserArg, json: bool) -> CliResult<()> {
     if json {
         let items: Vec<serde_json::Value> = samples
             .iter()
-            .map(|s| serde_json::json!({"id": s.id, "label": s.label, "created": s.created}))
+            .map(|s| {
+                serde_json::json!({"id": s.id, "label": s.label, "created": s.created, "camera": s.camera})
+            })
             .collect();
         let doc = serde_json::json!({"user": user.as_str(), "samples": items});
         println!("{doc}");
@@ -455,10 +461,16 @@ fn list(config: &Config, user: &UserArg, json: bool) -> CliResult<()> {
         println!("{user} has no enrolled face");
         return Ok(());
     }
-    println!("{:>4}  {:<20}  label", "id", "created (UTC)");
+    println!("{:>4}  {:<20}  {:<24}  camera", "id", "created (UTC)", "label");
     for s in samples {
+        // A sample with no recorded camera (from image files, or enrolled before facekey recorded cameras) is
+        // compared with frames from any camera: re-enrolling ties it to one.
+        let camera = s
+            .camera
+            .as_ref()
+            .map_or("any (not recorded)".to_owned(), |c| c.describe());
         println!(
-            "{:>4}  {:<20}  {}",
+            "{:>4}  {:<20}  {:<24}  {camera}",
             s.id,
             users::format_utc(s.created),
             s.label

@@ -25,6 +25,7 @@
 pub mod descriptors;
 pub mod devices;
 pub mod emitter;
+pub mod identity;
 pub mod negotiate;
 // The V4L2 ioctls and buffer mappings: the only unsafe code in the engine.
 #[allow(unsafe_code)]
@@ -83,6 +84,8 @@ pub struct Settings {
     /// opening, before the first frame; `Err`: the stored settings could not be read (noted, and
     /// nothing written). `None`: nothing is written to the camera's controls.
     pub emitter: Option<Result<emitter::EmitterSetting, String>>,
+    /// Accept a virtual capture driver ([`identity::VIRTUAL_DRIVERS`]); `[camera] allow_virtual`.
+    pub allow_virtual: bool,
 }
 
 impl Default for Settings {
@@ -103,6 +106,7 @@ impl Settings {
             exposure: (camera.exposure > 0).then_some(camera.exposure),
             rotation: Rotation::from_degrees(camera.rotate).unwrap_or_default(),
             emitter: None,
+            allow_virtual: camera.allow_virtual,
         }
     }
 }
@@ -308,6 +312,19 @@ impl Camera {
         let opened = Instant::now();
         let device = open_device(path)?;
         let caps = capture_caps(&device, path)?;
+        // Before anything is written to the device: a loopback node's frames are whatever its writer chose.
+        if let Some(driver) = identity::virtual_driver(&caps.driver) {
+            if !settings.allow_virtual {
+                return Err(device_error(
+                    path,
+                    format!(
+                        "driver {driver:?} is a virtual capture device (its frames come from a program, not a \
+                         sensor); facekey refuses it unless [camera] allow_virtual = true, which is for tests only"
+                    ),
+                ));
+            }
+        }
+        let identity = identity::CameraIdentity::of_node(path, &caps.driver, &caps.card, &caps.bus);
         // Before the format is set and the stream starts: the first frame is already lit. A
         // failed write is noted, never fatal: the frames say whether the emitter is on.
         let emitter = settings.emitter.as_ref().map(|stored| match stored {
@@ -339,6 +356,7 @@ impl Camera {
             driver: caps.driver,
             card: caps.card,
             bus: caps.bus,
+            identity,
             infrared: negotiate::looks_infrared(&offers),
             offers,
             asked: choice,

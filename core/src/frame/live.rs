@@ -7,6 +7,8 @@
 //! side never depends on the device side: this module must never open, query or name a device.
 
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::{fourcc_text, PixelFormat};
@@ -66,6 +68,8 @@ pub struct CameraInfo {
     pub driver: String,
     pub card: String,
     pub bus: String,
+    /// Driver, card, bus and USB ids, as enrolments record them.
+    pub identity: CameraIdentity,
     /// Offers only grey formats (the rule is `camera::negotiate::looks_infrared`).
     pub infrared: bool,
     pub offers: Vec<FormatOffer>,
@@ -87,6 +91,21 @@ pub struct CameraInfo {
     /// The stored infrared emitter setting and what became of it at open, when there is one.
     pub emitter: Option<EmitterStatus>,
     pub counters: Counters,
+}
+
+/// What a camera says it is and where it is attached; the rules that use it are in `camera::identity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraIdentity {
+    /// VIDIOC_QUERYCAP `driver` ("uvcvideo").
+    pub driver: String,
+    /// VIDIOC_QUERYCAP `card` ("Integrated IR Camera: Integrat").
+    pub card: String,
+    /// VIDIOC_QUERYCAP `bus_info`: the position on the bus ("usb-0000:00:14.0-5").
+    pub bus: String,
+    /// USB `idVendor:idProduct` from sysfs ("04f2:b6d9"), for a USB camera.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usb: Option<String>,
 }
 
 /// The infrared emitter setting applied when the camera was opened.

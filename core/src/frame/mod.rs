@@ -155,6 +155,13 @@ pub enum SourceError {
     },
     #[error("{device}: not an infrared camera (it offers {offered}); camera.require_ir refuses it: set require_ir = false to accept a colour camera, which a photo can fool")]
     NotInfrared { device: String, offered: String },
+    /// The user's samples were all enrolled with other cameras (`crate::camera::identity`).
+    #[error("{device} is {current}, but every face of this user was enrolled with another camera ({enrolled}); if this camera is the user's, enrol with it (`facekey add`)")]
+    OtherCamera {
+        device: String,
+        current: String,
+        enrolled: String,
+    },
 }
 
 /// Something that yields frames: a camera or a replay of image files.

@@ -102,8 +102,13 @@ impl Manifest {
         if text.len() as u64 > MAX_BYTES {
             return Err(bad(&path, format!("larger than {MAX_BYTES} bytes")));
         }
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| bad(&path, e.to_string()))?;
-        manifest.validate().map_err(|reason| bad(&path, reason))?;
+        Manifest::from_text(&text, &path)
+    }
+
+    /// The manifest the text of a file holds (`path` names it in errors), validated.
+    pub fn from_text(text: &str, path: &Path) -> Result<Manifest, ModelError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| bad(path, e.to_string()))?;
+        manifest.validate().map_err(|reason| bad(path, reason))?;
         Ok(manifest)
     }
 

@@ -142,11 +142,16 @@ impl Settings {
                 path: path.to_owned(),
             });
         }
+        Settings::from_text(&text, path)
+    }
+
+    /// The settings the text of a file holds (`path` names it in errors); every entry checked.
+    pub fn from_text(text: &str, path: &Path) -> Result<Settings, StoreError> {
         let invalid = |reason: String| StoreError::Invalid {
             path: path.to_owned(),
             reason,
         };
-        let form: FileForm = toml::from_str(&text).map_err(|e| invalid(e.message().to_owned()))?;
+        let form: FileForm = toml::from_str(text).map_err(|e| invalid(e.message().to_owned()))?;
         for entry in &form.cameras {
             entry.setting().map_err(invalid)?;
         }
