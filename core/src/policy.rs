@@ -2,9 +2,11 @@
 //!
 //! [`check`] answers before any camera, model or enrolment is touched: disabled in the configuration, a service
 //! missing from `[pam] services`, a user other than the one asking ([`check_requester`]), a remote session
-//! (PAM_RHOST, or the logind session this process belongs to), a closed laptop lid in front of the camera. [`attempt`] then strings together the enrolment check, the per-user
-//! rate limit ([`crate::ratelimit`]) and the deadline-bounded decision, so that every front end (the PAM module,
-//! the CLI) applies the same rules in the same order.
+//! (PAM_RHOST, the logind session this process belongs to, or a process outside any local session while the
+//! user has a remote one: [`outside_session_while_remote`]), a closed laptop lid in front of the camera.
+//! [`attempt`] then strings together the enrolment check, the per-user rate limit ([`crate::ratelimit`]) and the
+//! deadline-bounded decision, so that every front end (the PAM module, the CLI) applies the same rules in the
+//! same order.
 //!
 //! This module must never let a face authenticate anyone but the user who asks (unless the administrator listed
 //! the service in `[pam] other_user_services`), nor `root` unless `[pam] allow_root`. It must never consult
@@ -101,6 +103,12 @@ pub enum Refusal {
         "logind session {0} is remote: a face at this camera says nothing about a remote user"
     )]
     RemoteSession(String),
+    #[error(
+        "the request comes from outside any local logind session (a systemd --user service, systemd-run, cron) \
+         while uid {uid} has remote session {session}: it may have been started from there, and a face at this \
+         camera says nothing about a remote user"
+    )]
+    OutsideSessionWhileRemote { uid: u32, session: String },
     #[error("the lid is closed ({}), so the built-in camera sees nothing", .0.display())]
     LidClosed(PathBuf),
     #[error("face authentication of root is off; set [pam] allow_root = true to allow it")]
@@ -144,6 +152,9 @@ pub fn check(
     }
     if let Some(session) = remote_session(system) {
         return Err(Refusal::RemoteSession(session));
+    }
+    if let Some(refusal) = outside_session_while_remote(system, request.real_uid) {
+        return Err(refusal);
     }
     // A lid covers the built-in camera, not a replayed file; there is no telling an external camera from a
     // built-in one here, so any camera source counts.
@@ -267,6 +278,54 @@ fn session_ids(system: &System) -> Vec<String> {
     ids.retain(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()));
     ids.dedup();
     ids
+}
+
+/// A process outside every local logind session scope (user@.service and what it starts, `systemd-run --user`,
+/// cron) cannot be told from one started over ssh by where it runs: a local GNOME or KDE terminal runs under
+/// user@.service too. So while the requesting user (real uid `uid`, not root) has a remote logind session, such
+/// a request is refused. A process inside a local session is judged by its session alone ([`remote_session`]);
+/// root (login, display managers, before their session exists) is not judged by this rule. No logind: no
+/// sessions, no refusal.
+pub fn outside_session_while_remote(system: &System, uid: u32) -> Option<Refusal> {
+    if uid == 0 || in_local_session(system) {
+        return None;
+    }
+    remote_session_of(system, uid).map(|session| Refusal::OutsideSessionWhileRemote { uid, session })
+}
+
+/// This process belongs to a logind session that logind knows (its file exists) and that is not remote.
+fn in_local_session(system: &System) -> bool {
+    session_ids(system).iter().any(|id| {
+        std::fs::read_to_string(system.sessions_dir.join(id))
+            .is_ok_and(|text| !text.lines().any(|l| l.trim() == "REMOTE=1"))
+    })
+}
+
+/// The most session files looked at (a machine has a handful; this only bounds a hostile directory).
+const MAX_SESSIONS: usize = 4096;
+
+/// The first (by name) remote logind session of `uid`, whatever its state (a closing session's processes may
+/// still run).
+fn remote_session_of(system: &System, uid: u32) -> Option<String> {
+    let entries = std::fs::read_dir(&system.sessions_dir).ok()?;
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .take(MAX_SESSIONS)
+        .filter_map(|e| e.file_name().into_string().ok())
+        // Session ids are alphanumeric; `<id>.ref` are logind's FIFOs and must not be opened.
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .collect();
+    ids.sort();
+    let owner = format!("UID={uid}");
+    ids.into_iter().find(|id| {
+        let path = system.sessions_dir.join(id);
+        // Regular files only, read with a cap: the directory is root's, but never block or read without end.
+        std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024)
+            && std::fs::read_to_string(&path).is_ok_and(|text| {
+                let has = |wanted: &str| text.lines().any(|l| l.trim() == wanted);
+                has(&owner) && has("REMOTE=1")
+            })
+    })
 }
 
 fn session_is_remote(sessions_dir: &Path, id: &str) -> bool {
@@ -691,6 +750,71 @@ mod tests {
             "REMOTE=0\nSEAT=seat0\n",
         );
         assert_eq!(remote_session(&system), None);
+    }
+
+    /// systemd-run --user, a systemd --user service, or a terminal of a local desktop started by user@.service.
+    const USER_MANAGER: &str = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/run-u12.service\n";
+
+    #[test]
+    fn outside_any_session_is_refused_while_the_user_has_a_remote_session() {
+        let (root, system) = empty_system();
+        write(&root.path().join("proc/self/cgroup"), USER_MANAGER);
+        write(&root.path().join("proc/self/sessionid"), "4294967295");
+        let sessions = root.path().join("run/systemd/sessions");
+        write(&sessions.join("2"), "UID=1000\nUSER=alice\nREMOTE=0\nSEAT=seat0\n");
+        // No remote session of uid 1000: nothing to refuse.
+        assert_eq!(outside_session_while_remote(&system, 1000), None);
+        // Another user's ssh session is not this user's.
+        write(&sessions.join("8"), "UID=1001\nUSER=bob\nREMOTE=1\nSERVICE=sshd\n");
+        assert_eq!(outside_session_while_remote(&system, 1000), None);
+        // The user's own ssh login, even one that is closing, refuses `systemd-run --user --pty sudo -i`.
+        write(
+            &sessions.join("9"),
+            "UID=1000\nUSER=alice\nREMOTE=1\nSERVICE=sshd\nSTATE=closing\n",
+        );
+        assert_eq!(
+            outside_session_while_remote(&system, 1000),
+            Some(Refusal::OutsideSessionWhileRemote {
+                uid: 1000,
+                session: "9".into()
+            })
+        );
+        // Root (login on a console, a display manager before its session) is not judged by this rule.
+        assert_eq!(outside_session_while_remote(&system, 0), None);
+        // Through check(): nobody's (uid 65534) request from outside a session while nobody is logged in remotely.
+        write(&sessions.join("10"), "UID=65534\nREMOTE=1\n");
+        let config = Config::default();
+        assert!(matches!(
+            check(&config, "nobody", &asked_by("sudo", 65534, None), &system),
+            Err(Refusal::OutsideSessionWhileRemote { uid: 65534, session }) if session == "10"
+        ));
+        // logind's FIFOs beside the session files are never opened (a read would block).
+        nix::unistd::mkfifo(&sessions.join("11.ref"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(remote_session_of(&system, 1001), Some("8".into()));
+    }
+
+    #[test]
+    fn a_local_session_is_judged_by_itself_while_the_user_has_a_remote_one() {
+        let (root, system) = empty_system();
+        // A terminal inside the seat's session (or a tmux server started there and attached over ssh, which
+        // this cannot tell apart: docs/security.md).
+        write(
+            &root.path().join("proc/self/cgroup"),
+            "0::/user.slice/user-1000.slice/session-2.scope\n",
+        );
+        let sessions = root.path().join("run/systemd/sessions");
+        write(&sessions.join("2"), "UID=1000\nREMOTE=0\nSEAT=seat0\n");
+        write(&sessions.join("9"), "UID=1000\nREMOTE=1\nSERVICE=sshd\n");
+        assert_eq!(outside_session_while_remote(&system, 1000), None);
+        // A session scope logind has no file for is not a local session.
+        write(
+            &root.path().join("proc/self/cgroup"),
+            "0::/user.slice/user-1000.slice/session-77.scope\n",
+        );
+        assert!(outside_session_while_remote(&system, 1000).is_some());
+        // No logind at all: nothing to judge.
+        let (_empty, none) = empty_system();
+        assert_eq!(outside_session_while_remote(&none, 1000), None);
     }
 
     #[test]
