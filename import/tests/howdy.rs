@@ -435,6 +435,51 @@ fn oversized_and_binary_files_are_refused_before_parsing() {
 }
 
 #[test]
+fn files_others_could_write_or_links_are_refused_by_the_trust_rules() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.ini");
+    std::fs::write(&config, "[core]\ndisabled = false\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(read_text(&config, MAX_CONFIG_BYTES).is_ok());
+    // Group-writable: whoever is in the group could choose what is imported.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let refused = read_text(&config, MAX_CONFIG_BYTES).unwrap_err();
+    assert!(matches!(refused, HowdyError::Untrusted { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("config.ini"), "{refused}");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A folder above it writable by others (without the sticky bit).
+    let open_dir = dir.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let inside = open_dir.join("config.ini");
+    std::fs::write(&inside, "[core]\n").unwrap();
+    std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(
+        read_text(&inside, MAX_CONFIG_BYTES),
+        Err(HowdyError::Untrusted { .. })
+    ));
+    // A link as the file itself, and a FIFO (which must not block the read).
+    let link = dir.path().join("link.ini");
+    std::os::unix::fs::symlink(&config, &link).unwrap();
+    assert!(matches!(
+        read_text(&link, MAX_CONFIG_BYTES),
+        Err(HowdyError::Untrusted { .. })
+    ));
+    let fifo = dir.path().join("fifo.ini");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
+    assert!(matches!(
+        read_text(&fifo, MAX_CONFIG_BYTES),
+        Err(HowdyError::Untrusted { .. })
+    ));
+    // Missing stays "not found".
+    assert!(matches!(
+        read_text(&dir.path().join("missing.ini"), MAX_CONFIG_BYTES),
+        Err(HowdyError::Io { .. })
+    ));
+}
+
+#[test]
 fn layouts_of_both_versions_are_found() {
     let root = tempfile::tempdir().unwrap();
     assert!(matches!(

@@ -37,6 +37,13 @@ pub enum HowdyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Howdy's file, or a folder above it, could have been written by someone other than root (the trust rules
+    /// of facekey's own enrolments): whoever could write it would choose the faces or settings imported.
+    #[error("{source}")]
+    Untrusted {
+        path: PathBuf,
+        source: facekey_core::trust::TrustError,
+    },
     #[error("{}: larger than {limit} bytes: not a file Howdy wrote", path.display())]
     TooLarge { path: PathBuf, limit: u64 },
     #[error("{}: not UTF-8 text", path.display())]
@@ -140,11 +147,22 @@ impl Layout {
     }
 }
 
-/// Read a file of at most `limit` bytes as text.
+/// Read a file of at most `limit` bytes as text, opened under facekey's trust rules (owned by root, not writable
+/// by group or others, the folders above it too, checked on the opened file; no link as the file itself, no FIFO
+/// or device): what Howdy's files say becomes who can log in.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, HowdyError> {
-    let file = std::fs::File::open(path).map_err(|source| HowdyError::Io {
-        path: path.to_owned(),
-        source,
+    let file = facekey_core::trust::open_trusted_file(path).map_err(|source| {
+        if source.is_not_found() {
+            HowdyError::Io {
+                path: path.to_owned(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }
+        } else {
+            HowdyError::Untrusted {
+                path: path.to_owned(),
+                source,
+            }
+        }
     })?;
     let mut bytes = Vec::new();
     file.take(limit + 1)
