@@ -375,6 +375,9 @@ pub struct RateLimit {
     pub max_failures: u32,
     /// Length of the window, in seconds. At least 1.
     pub window: u64,
+    /// Failed attempts per user allowed within a day (24 hours since boot) whatever the window: bounds what a
+    /// patient impostor gets between two of the user's own unlocks (a match clears the count). At least 1.
+    pub max_failures_per_day: u32,
     /// Where the failure counters live (tmpfs, so a reboot clears them). Absolute.
     pub state_dir: PathBuf,
 }
@@ -384,6 +387,7 @@ impl Default for RateLimit {
         RateLimit {
             max_failures: 5,
             window: 60,
+            max_failures_per_day: 20,
             state_dir: PathBuf::from("/run/facekey"),
         }
     }

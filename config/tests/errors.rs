@@ -69,7 +69,7 @@ rejects! {
     unknown_key_in_pam_is_rejected:
         "[pam]\nservice = [\"sudo\"]\n" => line 2, key "pam.service", says "unknown key (expected one of services, other_user_services, allow_root, detection_notice, confirmation)";
     unknown_key_in_rate_limit_is_rejected:
-        "[rate_limit]\nmax_failure = 3\n" => line 2, key "rate_limit.max_failure", says "unknown key (expected one of max_failures, window, state_dir)";
+        "[rate_limit]\nmax_failure = 3\n" => line 2, key "rate_limit.max_failure", says "unknown key (expected one of max_failures, window, max_failures_per_day, state_dir)";
     unknown_key_reports_its_column:
         "[camera]\n  max_hieght = 3\n" => line 2, key "camera.max_hieght", says "/test/facekey.toml:2:3: ";
     unknown_dotted_key_is_rejected:
@@ -235,6 +235,8 @@ rejects! {
         "[rate_limit]\nmax_failures = 0\n" => line 2, key "rate_limit.max_failures", says "must be at least 1";
     zero_window_is_rejected:
         "[rate_limit]\nwindow = 0\n" => line 2, key "rate_limit.window", says "must be at least 1";
+    zero_daily_failures_is_rejected:
+        "[rate_limit]\nmax_failures_per_day = 0\n" => line 2, key "rate_limit.max_failures_per_day", says "must be at least 1";
     relative_state_dir_is_rejected:
         "[rate_limit]\nstate_dir = \"run\"\n" => line 2, key "rate_limit.state_dir", says "absolute path";
 }

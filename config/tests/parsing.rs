@@ -70,6 +70,7 @@ confirmation = false
 [rate_limit]
 max_failures = 3
 window = 300
+max_failures_per_day = 9
 state_dir = "/run/facekey-test"
 "#;
 
@@ -129,6 +130,7 @@ fn every_key_expected() -> Config {
         rate_limit: RateLimit {
             max_failures: 3,
             window: 300,
+            max_failures_per_day: 9,
             state_dir: PathBuf::from("/run/facekey-test"),
         },
     }

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use facekey_config::Config;
 
@@ -25,7 +25,7 @@ use crate::decision::{self, FrameReport, Outcome};
 use crate::engine::EngineCache;
 use crate::frame::{FrameSource, SourceError};
 use crate::isolated;
-use crate::ratelimit::{Limited, RateLimitError, RateLimiter, Settlement};
+use crate::ratelimit::{Limited, RateLimitError, RateLimiter, Settlement, Stamp};
 
 /// What the caller knows about the request: PAM items and the requesting process's real uid (never the
 /// environment).
@@ -373,9 +373,10 @@ impl std::fmt::Display for Verdict {
             Verdict::NotApplicable(refusal) => write!(f, "not applicable: {refusal}"),
             Verdict::RateLimited(l) => write!(
                 f,
-                "rate limited: {} failures of {} allowed, next attempt in {} s; camera not opened",
+                "rate limited: {} failures of {} allowed within {} s, next attempt in {} s; camera not opened",
                 l.failures,
                 l.max_failures,
+                l.within.as_secs(),
                 l.retry_after.as_secs()
             ),
             Verdict::RateLimitBroken(e) => write!(f, "rate limit: {e}"),
@@ -405,8 +406,8 @@ pub struct Attempt<'a> {
     /// When the decision must be over; the in-process decision answers by this plus
     /// [`decision::DEADLINE_GRACE`] whatever the source does.
     pub deadline: Instant,
-    /// Wall-clock time, for the rate limit.
-    pub now: SystemTime,
+    /// The rate limit's clock (CLOCK_BOOTTIME: [`crate::ratelimit::Stamp`]).
+    pub now: Stamp,
     /// Where the decision runs.
     pub isolation: Isolation,
     /// Which frames the decision reads.
@@ -437,7 +438,7 @@ impl<'a> Attempt<'a> {
             request,
             system,
             deadline,
-            now: SystemTime::now(),
+            now: Stamp::now(),
             isolation: Isolation::InProcess,
             source: SourceChoice::Configured,
             observer: None,
@@ -1061,10 +1062,40 @@ mod tests {
             .unwrap()
             .failures(
                 &user,
-                SystemTime::now(),
+                Stamp::now(),
                 Instant::now() + Duration::from_secs(1),
             )
             .unwrap()
+    }
+
+    #[test]
+    fn a_request_from_another_user_never_touches_the_rate_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = enrolled_config(tmp.path());
+        let (_root, system) = empty_system();
+        let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
+        // nobody (uid 65534) runs `su alice` again and again: refused by the policy, alice's count untouched.
+        let request = asked_by("su", 65534, None);
+        for _ in 0..10 {
+            let verdict = attempt(
+                &config,
+                Attempt {
+                    source: SourceChoice::Custom(Box::new(|| {
+                        panic!("the camera must not be opened for another user's request")
+                    })),
+                    ..Attempt::new(USER, &request, &system, Instant::now() + Duration::from_secs(5))
+                },
+                engines,
+                &mut || {},
+            );
+            assert!(
+                matches!(&verdict, Verdict::NotApplicable(Refusal::OtherUser { .. })),
+                "{verdict:?}"
+            );
+        }
+        // No state file was even created for alice (counting it would create one).
+        assert!(!config.rate_limit.state_dir.join(USER).exists());
+        assert_eq!(counted(&config), 0);
     }
 
     #[test]

@@ -1,5 +1,11 @@
-//! The per-user rate limit: after `max_failures` failed face attempts within `window` seconds, further attempts
-//! are refused before the camera is opened, until the oldest failure leaves the window.
+//! The per-user rate limit: after `max_failures` failed face attempts within `window` seconds, or
+//! `max_failures_per_day` within a day, further attempts are refused before the camera is opened, until the
+//! oldest of those failures leaves its window.
+//!
+//! Time is read on CLOCK_BOOTTIME ([`Stamp`]): seconds since boot, suspend included. Setting the wall clock back
+//! or forward neither unlocks the limit early nor locks a user out for good; the state is on tmpfs, which a
+//! reboot clears along with that clock. A state file from another boot (a state directory kept on disk) has its
+//! failures counted as fresh: at worst they refuse for one more window or day.
 //!
 //! State lives in `rate_limit.state_dir` (`/run/facekey`: tmpfs, so a reboot clears it): a directory owned by the
 //! process's user (root in production) with no access for group or others, and one file per user holding one unix
@@ -21,13 +27,40 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use facekey_config::RateLimit;
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags, CWD};
 
 use crate::store::UserName;
 use crate::trust;
+
+/// The longer window: failures are kept and counted against `max_failures_per_day` for this many seconds.
+pub const DAY: u64 = 24 * 60 * 60;
+
+/// A point in time for the rate limit: whole seconds on CLOCK_BOOTTIME (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(pub u64);
+
+impl Stamp {
+    /// Now, on CLOCK_BOOTTIME.
+    pub fn now() -> Stamp {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        Stamp(u64::try_from(t.tv_sec).unwrap_or(0))
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), written in each state file so that stamps of another boot
+/// are recognised; empty when the kernel does not say.
+fn boot_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect())
+            .unwrap_or_default()
+    })
+}
 
 /// Largest state file read; a real one holds at most a few lines.
 const MAX_STATE_BYTES: u64 = 64 * 1024;
@@ -61,10 +94,12 @@ pub enum RateLimitError {
 /// Too many recent failures: the attempt is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limited {
-    /// Failures counted in the current window.
+    /// Failures counted in the window that refused (`max_failures`'s, or the day).
     pub failures: u32,
-    /// The configured limit.
+    /// The configured limit of that window.
     pub max_failures: u32,
+    /// That window's length: `[rate_limit] window`, or [`DAY`].
+    pub within: Duration,
     /// When the oldest counted failure leaves the window, so an attempt may run again.
     pub retry_after: Duration,
 }
@@ -88,6 +123,7 @@ pub struct RateLimiter {
     dir_path: PathBuf,
     max_failures: u32,
     window: u64,
+    max_per_day: u32,
 }
 
 /// A charged attempt: settle it when the attempt ends. Dropped without settling, the attempt stays counted.
@@ -123,29 +159,39 @@ impl RateLimiter {
             dir_path: path.to_owned(),
             max_failures: settings.max_failures.max(1),
             window: settings.window.max(1),
+            max_per_day: settings.max_failures_per_day.max(1),
         })
     }
 
     /// Charge an attempt for `user` at time `now`, or refuse it when `max_failures` are already counted in the
-    /// window ending at `now`. Waits for another process's lock on the user's file until `deadline` at most.
+    /// window ending at `now`, or `max_failures_per_day` in the day ending at `now`. Waits for another process's
+    /// lock on the user's file until `deadline` at most.
     pub fn begin(
         &self,
         user: &UserName,
-        now: SystemTime,
+        now: Stamp,
         deadline: Instant,
     ) -> Result<Result<Ticket, Limited>, RateLimitError> {
-        let now = unix_seconds(now);
+        let now = now.0;
         let (mut file, path) = self.open_user_file(user)?;
         let lock = Lock::exclusive(&file, &path, deadline)?;
-        let mut stamps = self.recent(read_stamps(&mut file, &path)?, now);
-        let failures = stamps.len() as u32;
-        if failures >= self.max_failures {
-            let oldest = stamps.iter().copied().min().unwrap_or(now);
+        let mut stamps = self.kept(read_stamps(&mut file, &path, now)?, now);
+        let in_window: Vec<u64> = self.in_window(&stamps, now).collect();
+        let refusal = if in_window.len() as u32 >= self.max_failures {
+            Some((in_window, self.max_failures, self.window))
+        } else if stamps.len() as u32 >= self.max_per_day {
+            Some((stamps.clone(), self.max_per_day, DAY.max(self.window)))
+        } else {
+            None
+        };
+        if let Some((counted, max_failures, within)) = refusal {
+            let oldest = counted.iter().copied().min().unwrap_or(now);
             write_stamps(&mut file, &path, &stamps)?;
             return Ok(Err(Limited {
-                failures,
-                max_failures: self.max_failures,
-                retry_after: Duration::from_secs((oldest + self.window).saturating_sub(now)),
+                failures: counted.len() as u32,
+                max_failures,
+                within: Duration::from_secs(within),
+                retry_after: Duration::from_secs((oldest + within).saturating_sub(now)),
             }));
         }
         stamps.push(now);
@@ -163,13 +209,13 @@ impl RateLimiter {
     pub fn failures(
         &self,
         user: &UserName,
-        now: SystemTime,
+        now: Stamp,
         deadline: Instant,
     ) -> Result<u32, RateLimitError> {
         let (mut file, path) = self.open_user_file(user)?;
         let _lock = Lock::exclusive(&file, &path, deadline)?;
-        let stamps = self.recent(read_stamps(&mut file, &path)?, unix_seconds(now));
-        Ok(stamps.len() as u32)
+        let stamps = self.kept(read_stamps(&mut file, &path, now.0)?, now.0);
+        Ok(self.in_window(&stamps, now.0).count() as u32)
     }
 
     /// The directory holding the state files.
@@ -177,14 +223,16 @@ impl RateLimiter {
         &self.dir_path
     }
 
-    /// Stamps inside the window ending at `now`. Stamps from the future beyond one window (a clock set back a
-    /// long way) are dropped rather than locking the user out until the clock catches up.
-    fn recent(&self, stamps: Vec<u64>, now: u64) -> Vec<u64> {
+    /// Stamps kept: those of the longer of the window and the day ending at `now`.
+    fn kept(&self, stamps: Vec<u64>, now: u64) -> Vec<u64> {
+        let oldest = now.saturating_sub(DAY.max(self.window));
+        stamps.into_iter().filter(|&t| t > oldest).collect()
+    }
+
+    /// Stamps inside the window ending at `now`.
+    fn in_window<'s>(&self, stamps: &'s [u64], now: u64) -> impl Iterator<Item = u64> + 's {
         let oldest = now.saturating_sub(self.window);
-        stamps
-            .into_iter()
-            .filter(|&t| t > oldest && t <= now.saturating_add(self.window))
-            .collect()
+        stamps.iter().copied().filter(move |&t| t > oldest)
     }
 
     fn open_user_file(&self, user: &UserName) -> Result<(File, PathBuf), RateLimitError> {
@@ -207,7 +255,7 @@ impl Ticket {
             Settlement::Failure => Ok(()),
             Settlement::Success => write_stamps(&mut self.file, &self.path, &[]),
             Settlement::NotCounted => {
-                let mut stamps = read_stamps(&mut self.file, &self.path)?;
+                let mut stamps = read_stamps(&mut self.file, &self.path, self.stamp)?;
                 if let Some(i) = stamps.iter().position(|&t| t == self.stamp) {
                     stamps.remove(i);
                 }
@@ -288,7 +336,10 @@ fn check_private(fd: &impl AsFd, path: &Path, kind: FileType) -> Result<(), Rate
     Ok(())
 }
 
-fn read_stamps(file: &mut File, path: &Path) -> Result<Vec<u64>, RateLimitError> {
+/// The stamps in a state file: a `boot <id>` line, then one number per line. Stamps written in another boot (or
+/// with no boot line), or later than `now` (which CLOCK_BOOTTIME cannot give), count as made at `now`: never
+/// fewer failures than were recorded, and never refused for longer than one window or day from now.
+fn read_stamps(file: &mut File, path: &Path, now: u64) -> Result<Vec<u64>, RateLimitError> {
     let io = |source| RateLimitError::Io {
         path: path.to_owned(),
         source,
@@ -298,7 +349,17 @@ fn read_stamps(file: &mut File, path: &Path) -> Result<Vec<u64>, RateLimitError>
     file.take(MAX_STATE_BYTES)
         .read_to_string(&mut text)
         .map_err(io)?;
-    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    // Once rewritten by this boot the file says so, so another boot's stamps are moved to "now" only once.
+    let this_boot = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("boot"))
+        .is_some_and(|id| id.trim() == boot_id());
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .map(|t| if this_boot { t.min(now) } else { now })
+        .collect())
 }
 
 fn write_stamps(file: &mut File, path: &Path, stamps: &[u64]) -> Result<(), RateLimitError> {
@@ -306,14 +367,11 @@ fn write_stamps(file: &mut File, path: &Path, stamps: &[u64]) -> Result<(), Rate
         path: path.to_owned(),
         source,
     };
-    let text: String = stamps.iter().map(|t| format!("{t}\n")).collect();
+    let mut text = format!("boot {}\n", boot_id());
+    text.extend(stamps.iter().map(|t| format!("{t}\n")));
     file.set_len(0).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     file.write_all(text.as_bytes()).map_err(io)
-}
-
-fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn io_error(path: &Path) -> impl FnOnce(rustix::io::Errno) -> RateLimitError + '_ {
@@ -333,6 +391,7 @@ mod tests {
         RateLimit {
             max_failures: 5,
             window: 60,
+            max_failures_per_day: 20,
             state_dir: dir.join("state"),
         }
     }
@@ -341,8 +400,8 @@ mod tests {
         UserName::new(name).unwrap()
     }
 
-    fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
+    fn at(secs: u64) -> Stamp {
+        Stamp(secs)
     }
 
     /// A deadline no test reaches when the lock is free.
@@ -496,6 +555,61 @@ mod tests {
         std::fs::write(&target, "").unwrap();
         std::os::unix::fs::symlink(&target, limiter.dir().join("alice")).unwrap();
         assert!(limiter.begin(&user("alice"), at(1), soon()).is_err());
+    }
+
+    #[test]
+    fn the_daily_cap_refuses_failures_in_a_row_until_the_oldest_is_a_day_old() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let alice = user("alice");
+        // One failure every 61 s: the 60 s window never holds more than one, the day holds them all.
+        let times: Vec<u64> = (0..20).map(|i| 1000 + 61 * i).collect();
+        for &t in &times {
+            fail(&limiter, &alice, t);
+        }
+        let now = times[19] + 61;
+        let limited = limiter.begin(&alice, at(now), soon()).unwrap().unwrap_err();
+        assert_eq!(
+            (limited.failures, limited.max_failures, limited.within),
+            (20, 20, Duration::from_secs(DAY))
+        );
+        assert_eq!(limited.retry_after, Duration::from_secs(1000 + DAY - now));
+        // Still refused a second before the first failure is a day old, allowed once it is.
+        assert!(limiter.begin(&alice, at(1000 + DAY - 1), soon()).unwrap().is_err());
+        let ticket = limiter.begin(&alice, at(1000 + DAY), soon()).unwrap().unwrap();
+        // The user's own match clears the day's count too.
+        ticket.settle(Settlement::Success, soon()).unwrap();
+        for i in 0..19 {
+            fail(&limiter, &alice, 1000 + DAY + 61 * (i + 1));
+        }
+        assert!(limiter.begin(&alice, at(1000 + DAY + 61 * 20), soon()).unwrap().is_ok());
+    }
+
+    #[test]
+    fn the_clock_is_the_boot_clock_and_another_boots_failures_count_as_fresh() {
+        // CLOCK_BOOTTIME is /proc/uptime's clock: the wall clock, which root or NTP can set back or forward,
+        // is not read at all.
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        let now = Stamp::now().0;
+        assert!((now as f64 - uptime).abs() <= 2.0, "boot clock {now} s, uptime {uptime} s");
+
+        let tmp = tempfile::tempdir().unwrap();
+        let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
+        let alice = user("alice");
+        drop(limiter.begin(&alice, at(100), soon()).unwrap().unwrap());
+        let path = limiter.dir().join("alice");
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with(&format!("boot {}\n", boot_id())));
+        // Five failures from another boot (or an old file with no boot line), at times this boot has not reached
+        // or long past: each counts as made now, so the limit holds for one window from now and no longer.
+        for header in ["boot 00000000-0000-0000-0000-000000000000\n", ""] {
+            std::fs::write(&path, format!("{header}5\n999999\n7\n8\n9\n")).unwrap();
+            let limited = limiter.begin(&alice, at(50_000), soon()).unwrap().unwrap_err();
+            assert_eq!((limited.failures, limited.retry_after), (5, Duration::from_secs(60)), "{header:?}");
+            assert!(limiter.begin(&alice, at(50_060), soon()).unwrap().is_ok(), "{header:?}");
+        }
+        // This boot's stamps later than now (not possible on this clock) count as now, not as gone.
+        std::fs::write(&path, format!("boot {}\n900\n901\n902\n903\n904\n", boot_id())).unwrap();
+        assert!(limiter.begin(&alice, at(200), soon()).unwrap().is_err());
     }
 
     #[test]

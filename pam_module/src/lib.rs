@@ -459,6 +459,7 @@ mod tests {
             Answer::Attempt(Verdict::RateLimited(Limited {
                 failures: 5,
                 max_failures: 5,
+                within: Duration::from_secs(60),
                 retry_after: Duration::from_secs(30),
             })),
         ];

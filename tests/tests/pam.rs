@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use facekey_config::RateLimit;
 use facekey_core::policy::{self, System};
@@ -414,7 +414,7 @@ fn counted(world: &World, user: &str) -> u32 {
     limiter
         .failures(
             &user,
-            SystemTime::now(),
+            facekey_core::ratelimit::Stamp::now(),
             Instant::now() + Duration::from_secs(1),
         )
         .expect("read the rate-limit state")
