@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use facekey_core::frame::decode::{rgb_to_ycbcr, PixelFormat, ALL_FORMATS};
 use facekey_core::protocol::{self, Body, CheckRequest, HelperMessage, VerdictKind, VerdictSummary};
+use facekey_core::camera::identity::CameraIdentity;
 use facekey_core::store::{Enrolment, EmbedderId, UserName};
 use image::imageops::FilterType;
 use image::RgbImage;
@@ -45,9 +46,18 @@ fn main() {
         },
     );
     enrolment.add_sample("desk", vec![0.5, 0.5, 0.5, 0.5]);
-    enrolment.add_sample("glasses", vec![1.0, 0.0, 0.0, 0.0]);
+    enrolment.add_sample_from(
+        "glasses",
+        vec![1.0, 0.0, 0.0, 0.0],
+        Some(CameraIdentity {
+            driver: "uvcvideo".into(),
+            card: "Integrated IR Camera".into(),
+            bus: "usb-0000:00:14.0-5".into(),
+            usb: Some("04f2:b6d9".into()),
+        }),
+    );
     let text = facekey_core::store::render(&enrolment).expect("a valid enrolment");
-    write(&corpus, "store", "two-samples", text.as_bytes());
+    write(&corpus, "store", "two-samples-one-camera", text.as_bytes());
 
     // config: the shipped configuration, and files of the other two kinds.
     let shipped = fs::read(repo.join("config/config.toml")).unwrap();
