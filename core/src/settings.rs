@@ -21,9 +21,14 @@ pub enum SettingsError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: larger than {} KiB: not a facekey configuration", path.display(), MAX_CONFIG_BYTES / 1024)]
+    TooLarge { path: std::path::PathBuf },
     #[error("{0}")]
     Invalid(#[from] ConfigError),
 }
+
+/// The largest configuration file read (the shipped one, all comments, is about 14 KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// What to do when the file does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +49,17 @@ pub fn load_config(path: &Path, if_missing: IfMissing) -> Result<Config, Setting
         Err(e) => return Err(SettingsError::Untrusted(e)),
     };
     let mut text = String::new();
-    file.read_to_string(&mut text)
+    (&mut file)
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
         .map_err(|source| SettingsError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(SettingsError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     Ok(Config::from_toml_str(&text, path)?)
 }

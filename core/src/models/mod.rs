@@ -37,6 +37,8 @@ pub enum ModelError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: {size} bytes, more than the {limit} a model file may have: not a model facekey uses")]
+    TooLarge { path: PathBuf, size: u64, limit: u64 },
     #[error(
         "{path}: SHA-256 is {found}, expected {expected}: the file is not the model facekey was \
          configured to trust (reinstall it, or set the hash explicitly in the configuration)"
@@ -69,12 +71,29 @@ pub struct ModelLocation {
     pub sha256: String,
 }
 
+/// The largest model file read (the largest facekey knows, dlib's network in fp32, is 22.4 MB): a file larger
+/// than this is refused before it is read, so a mistaken or sparse file cannot exhaust the memory of the process
+/// that asks (a PAM client).
+pub const MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Read a model file through the trust check and verify its hash.
 pub fn read_verified(location: &ModelLocation) -> Result<Vec<u8>, ModelError> {
     let path = &location.path;
-    let mut file = trust::open_trusted_file(path)?;
+    let file = trust::open_trusted_file(path)?;
+    let io = |source| ModelError::Io {
+        path: path.clone(),
+        source,
+    };
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_MODEL_BYTES {
+        return Err(ModelError::TooLarge {
+            path: path.clone(),
+            size,
+            limit: MAX_MODEL_BYTES,
+        });
+    }
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    file.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes)
         .map_err(|source| ModelError::Io {
             path: path.clone(),
             source,
