@@ -1,7 +1,9 @@
 //! The frame checks of `[camera]` through the real decision, on real faces (the johns chips):
 //! dark frames skipped and counted, an unchanging face refused, `require_ir` refusing a colour
-//! camera. A camera is stood in for by a source that reports itself as one (`camera()`), since
-//! these machines have none; the V4L2 path itself is tested under qemu (tests/vm/v4l2-capture).
+//! camera; and cameras that fail (block in dequeue, stall, vanish mid-stream, stay busy, send empty, truncated,
+//! wrongly sized or oversized buffers, or only dark frames), each answered in time in a cold and a warm attempt.
+//! A camera is stood in for by a source that reports itself as one (`camera()`), since these machines have
+//! none; the V4L2 path itself is tested under qemu (tests/vm/v4l2-capture).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -594,4 +596,188 @@ fn a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread() {
         count = thread_count();
     }
     assert_eq!(count, baseline, "threads left running after both attempts");
+}
+
+/// What a faulty camera does at each read, in order; after the last step it has nothing more (the stream ended).
+enum Step {
+    Frame(Frame),
+    /// Blocks past any deadline, as `VIDIOC_DQBUF` stuck in a driver would, until the test lets go.
+    Block(std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>),
+    /// Streams nothing more: waits out the deadline and says so (a camera that stopped sending).
+    Stall,
+    /// Unplugged mid-stream (ENODEV).
+    Gone,
+    /// Another program holds the camera until the deadline.
+    Busy,
+}
+
+struct Faulty(std::collections::VecDeque<Step>);
+
+impl FrameSource for Faulty {
+    fn next_frame(&mut self, deadline: Instant) -> Result<Option<Frame>, SourceError> {
+        match self.0.pop_front() {
+            None => Ok(None),
+            Some(Step::Frame(frame)) => Ok(Some(frame)),
+            Some(Step::Block(released)) => {
+                let _ = released.lock().unwrap().recv();
+                Err(SourceError::Unsupported("released by the test".into()))
+            }
+            Some(Step::Stall) => {
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                Ok(None)
+            }
+            Some(Step::Gone) => Err(SourceError::Device {
+                device: "/dev/video-faulty".into(),
+                reason: "cannot dequeue a buffer: No such device (os error 19)".into(),
+            }),
+            Some(Step::Busy) => {
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                Err(SourceError::Busy {
+                    device: "/dev/video-faulty".into(),
+                    waited: Duration::from_secs(2),
+                })
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        "faulty camera".into()
+    }
+}
+
+/// A grey (`GREY`) frame of `image` as a camera's buffer holds it: `width x height` claimed, `data` as given.
+fn grey_frame(width: u32, height: u32, data: Vec<u8>) -> Frame {
+    Frame {
+        width,
+        height,
+        stride: width as usize,
+        format: PixelFormat::Grey,
+        data,
+        rotation: facekey_core::frame::Rotation::None,
+        timestamp: Instant::now(),
+        origin: "faulty camera".into(),
+    }
+}
+
+fn grey_bytes(image: &RgbImage) -> Vec<u8> {
+    image.pixels().map(|p| facekey_core::frame::luma(p.0)).collect()
+}
+
+/// Run `steps` (made fresh for each run) as the camera of an attempt with `timeout`, twice: first with an empty
+/// engine cache (the models load inside the deadline, as in a fresh process), then again in the same process with
+/// the cache warm (a screen locker's second attempt). Each answer must come within the timeout plus 250 ms and
+/// pass `check`. Whatever is still blocked is let go at the end.
+fn faulty_twice(
+    timeout: Duration,
+    steps: impl Fn(&std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>) -> Vec<Step>,
+    check: impl Fn(&Outcome) -> bool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config();
+    config.storage.faces_dir = dir.path().join("faces");
+    Store::new(&config.storage.faces_dir)
+        .save(&enrolment())
+        .unwrap();
+    let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+    for run in ["cold", "warm"] {
+        let mut source = Some(Faulty(steps(&held).into()));
+        let started = Instant::now();
+        let outcome = attempt_outcome(
+            &config,
+            engines,
+            started + timeout,
+            Box::new(move || {
+                source
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                    .ok_or(SourceError::Unsupported("opened twice".into()))
+            }),
+            None,
+        );
+        let answered = started.elapsed();
+        assert!(check(&outcome), "{run}: {outcome}");
+        assert!(
+            answered <= timeout + Duration::from_millis(250),
+            "{run}: answered after {answered:?} ({outcome})"
+        );
+    }
+    drop(release);
+}
+
+const FAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn no_decision(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Unavailable(Unavailable::Source(SourceError::Device { reason, .. }))
+        if reason.contains("no decision before the deadline"))
+}
+
+#[test]
+fn a_camera_that_blocks_in_dequeue_is_unavailable_by_the_deadline() {
+    faulty_twice(FAULT_TIMEOUT, |held| vec![Step::Block(held.clone())], no_decision);
+}
+
+#[test]
+fn a_camera_that_streams_then_stalls_or_blocks_never_matches_and_answers_in_time() {
+    let stranger = || Step::Frame(Frame::from_rgb(rgb(&chips(OTHER)[0]), "stranger"));
+    faulty_twice(
+        FAULT_TIMEOUT,
+        |_| vec![stranger(), stranger(), Step::Stall],
+        |o| matches!(o, Outcome::NoMatch { .. }),
+    );
+    faulty_twice(
+        FAULT_TIMEOUT,
+        |held| vec![stranger(), Step::Block(held.clone())],
+        |o| !o.is_match() && (no_decision(o) || matches!(o, Outcome::NoMatch { .. })),
+    );
+}
+
+#[test]
+fn a_camera_unplugged_mid_stream_or_busy_is_unavailable_with_the_reason() {
+    let stranger = || Step::Frame(Frame::from_rgb(rgb(&chips(OTHER)[0]), "stranger"));
+    faulty_twice(
+        FAULT_TIMEOUT,
+        |_| vec![stranger(), Step::Gone],
+        |o| matches!(o, Outcome::Unavailable(Unavailable::Source(SourceError::Device { reason, .. })) if reason.contains("No such device")),
+    );
+    faulty_twice(
+        FAULT_TIMEOUT,
+        |_| vec![Step::Busy],
+        |o| matches!(o, Outcome::Unavailable(Unavailable::Source(SourceError::Busy { .. }))),
+    );
+}
+
+#[test]
+fn empty_truncated_and_wrongly_sized_buffers_are_skipped_and_counted_and_an_oversized_one_decodes() {
+    let face = rgb(&chips(PERSON)[5]);
+    let (w, h) = face.dimensions();
+    let grey = grey_bytes(&face);
+    faulty_twice(
+        Duration::from_secs(10),
+        |_| {
+            let mut oversized = grey.clone();
+            oversized.extend(std::iter::repeat_n(0u8, 4096));
+            vec![
+                // Zero-length, half a frame, and a buffer for another size than the one claimed.
+                Step::Frame(grey_frame(w, h, Vec::new())),
+                Step::Frame(grey_frame(w, h, grey[..grey.len() / 2].to_vec())),
+                Step::Frame(grey_frame(640, 480, grey.clone())),
+                // More bytes than the frame needs (bytesused past the image): the image is read, the rest not.
+                Step::Frame(grey_frame(w, h, oversized)),
+                Step::Frame(Frame::from_rgb(rgb(&chips(PERSON)[6]), "chip 6")),
+            ]
+        },
+        |o| matches!(o, Outcome::Matched { stats, .. } if stats.bad_frames == 3),
+    );
+}
+
+#[test]
+fn a_camera_that_sends_only_dark_frames_finds_no_face_in_time() {
+    let dark = dimmed(&rgb(&chips(PERSON)[5]), 0.05);
+    faulty_twice(
+        FAULT_TIMEOUT,
+        |_| (0..10).map(|_| Step::Frame(Frame::from_rgb(dark.clone(), "dark"))).collect(),
+        |o| matches!(o, Outcome::NoFace { stats } if stats.dark_frames == 10),
+    );
 }
