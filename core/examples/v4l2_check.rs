@@ -18,7 +18,11 @@
 //! - with a model folder as second argument, the attempt the PAM module makes (`policy::attempt`,
 //!   in process, on the configured source) on vivid: no face in the colour bars, so no match, by
 //!   the timeout (plus the one frame under analysis when it passed); how soon its first frame came
-//!   while the models loaded; and require_ir turning it into "unavailable" before any frame is read.
+//!   while the models loaded; and require_ir turning it into "unavailable" before any frame is read;
+//! - a virtual driver refused unless allowed, the camera identity an enrolment records, and samples of another
+//!   camera refused by the decision;
+//! - last, vivid unbound from its driver while streaming (a camera pulled out): the reads end with an error
+//!   before their deadline and the camera is dropped at once.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -453,9 +457,74 @@ fn main() {
     if let Some(models) = std::env::args().nth(2) {
         check_decision(&mut checks, &device, Path::new(&models));
     }
+    // Last: it takes the device away.
+    check_unplugged(&mut checks, &device);
 
     println!("RESULT: {} checks, {} failed", checks.run, checks.failed);
     std::process::exit(if checks.failed == 0 { 0 } else { 1 });
+}
+
+/// vivid unbound from its driver while streaming, as a camera pulled out mid-capture: the next reads end with an
+/// error before their deadline (plus 250 ms), and dropping the camera afterwards returns at once.
+fn check_unplugged(checks: &mut Checks, device: &Path) {
+    let name = "camera unplugged mid-stream: an error, no hang";
+    let node = match std::fs::canonicalize(device) {
+        Ok(n) => n,
+        Err(e) => {
+            checks.check(name, false, e.to_string());
+            return;
+        }
+    };
+    let sys = Path::new("/sys/class/video4linux")
+        .join(node.file_name().unwrap_or_default())
+        .join("device");
+    let (Ok(platform), Ok(driver)) = (
+        std::fs::canonicalize(&sys),
+        std::fs::canonicalize(sys.join("driver")),
+    ) else {
+        checks.check(name, false, format!("no driver link under {}", sys.display()));
+        return;
+    };
+    let mut camera = match Camera::open(device, &settings(PixelFormat::Yuyv)) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.check(name, false, e.to_string());
+            return;
+        }
+    };
+    if !matches!(camera.next_frame(Instant::now() + Duration::from_secs(5)), Ok(Some(_))) {
+        checks.check(name, false, "no frame before the unplug");
+        return;
+    }
+    let id = platform.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    if let Err(e) = std::fs::write(driver.join("unbind"), &id) {
+        checks.check(name, false, format!("cannot unbind {id}: {e}"));
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut frames_after = 0;
+    let ended = loop {
+        match camera.next_frame(deadline) {
+            Ok(Some(_)) => frames_after += 1,
+            other => break other,
+        }
+    };
+    let answered = Instant::now();
+    let dropped = Instant::now();
+    drop(camera);
+    let drop_took = dropped.elapsed();
+    checks.check(
+        name,
+        ended.is_err()
+            && answered <= deadline + Duration::from_millis(250)
+            && drop_took < Duration::from_millis(250),
+        format!(
+            "{} after {frames_after} buffered frame(s), {} ms before the deadline; dropped in {} ms",
+            ended.map_or_else(|e| e.to_string(), |f| format!("{f:?}")),
+            deadline.saturating_duration_since(answered).as_millis(),
+            drop_took.as_millis()
+        ),
+    );
 }
 
 /// The PAM module's decision path on vivid.

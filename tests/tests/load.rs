@@ -4,9 +4,9 @@
 //! let exactly five decide and refuse three, and count exactly five. Every call must answer within its timeout
 //! plus 250 ms; afterwards the process has no more threads, descriptors or children than before.
 //!
-//! It prints median and worst latency and peak memory (of the calling process: the helper's own is in
-//! `helper-bench`) (`cargo test --release -p facekey-e2e --test load --
-//! --nocapture`); those figures are measured, not asserted.
+//! It prints median and worst latency and peak memory of the calling process (the helper's own is measured by
+//! `helper-bench`): `cargo test --release -p facekey-e2e --test load -- --nocapture`. Those figures are measured,
+//! not asserted.
 
 use std::ffi::c_int;
 use std::io::Read;
