@@ -1,4 +1,4 @@
-//! Every file that decides who gets in (the configuration, the enrolment, the embedder model), broken every way
+//! Every file that decides who gets in (the configuration, the enrolment, each model), broken every way
 //! a disk, a mistake or a local user can break it: missing, empty, truncated, corrupt, a link, a FIFO, a folder,
 //! writable by group or others, owned by another user, in a folder others can write, huge. For each, `facekey
 //! auth` (the decision the PAM module runs) must refuse within its time, never match, say why naming the file,
@@ -60,6 +60,10 @@ impl Install {
 
     fn enrolment(&self) -> PathBuf {
         self.path("faces/root.toml")
+    }
+
+    fn detector(&self) -> PathBuf {
+        self.path("models/yunet_2023mar_fp32_dynamic.onnx")
     }
 
     fn embedder(&self) -> PathBuf {
@@ -251,6 +255,18 @@ fn a_broken_embedder_model_is_refused_with_its_name_and_never_matches() {
         &install,
         &embedder,
         "dlib_resnet_faceapi_static_qdq_s8.onnx",
+        facekey_core::models::MAX_MODEL_BYTES + 1,
+    );
+}
+
+#[test]
+fn a_broken_detector_model_is_refused_with_its_name_and_never_matches() {
+    let install = Install::new();
+    let detector = install.detector();
+    every_fault(
+        &install,
+        &detector,
+        "yunet_2023mar_fp32_dynamic.onnx",
         facekey_core::models::MAX_MODEL_BYTES + 1,
     );
 }
