@@ -458,12 +458,20 @@ fn check_store(config: &Config, expected: &EmbedderId, checks: &mut Vec<Check>) 
         ));
         return;
     }
+    let camera = config.camera.source.starts_with("v4l2:");
     for user in users {
-        checks.push(check_enrolment(&store, &user, expected));
+        checks.push(check_enrolment(&store, &user, expected, camera));
     }
 }
 
-fn check_enrolment(store: &Store, user: &UserName, expected: &EmbedderId) -> Check {
+/// One user's enrolment: readable by root only, for an existing account, and (when the source is a camera) every
+/// sample tied to the camera it was seen by (`facekey_core::camera::identity`).
+fn check_enrolment(
+    store: &Store,
+    user: &UserName,
+    expected: &EmbedderId,
+    camera_source: bool,
+) -> Check {
     let path = store.path_for(user);
     match store.load_for(user, expected) {
         Ok(Some(enrolment)) => {
@@ -482,6 +490,22 @@ fn check_enrolment(store: &Store, user: &UserName, expected: &EmbedderId) -> Che
                     Some(format!(
                         "rm {} if the account is gone for good",
                         path.display()
+                    )),
+                );
+            }
+            let unrecorded = enrolment.samples.iter().filter(|s| s.camera.is_none()).count();
+            if camera_source && unrecorded > 0 {
+                return Check::warn(
+                    "enrolment",
+                    format!(
+                        "{user}: {unrecorded} of {} sample(s) in {} have no recorded camera (from image files, \
+                         or enrolled by an older facekey), so they are compared with frames from any camera, a \
+                         look-alike device included",
+                        enrolment.samples.len(),
+                        path.display()
+                    ),
+                    Some(format!(
+                        "facekey clear --user {user} --yes && facekey add --user {user} (with the camera)"
                     )),
                 );
             }
@@ -1294,4 +1318,36 @@ mod tests {
         );
         assert_eq!(find(&checks, "source").status, Status::Fail);
     }
+
+    #[test]
+    fn samples_without_a_recorded_camera_are_a_warning_for_a_camera_source_only() {
+        use facekey_core::camera::identity::CameraIdentity;
+        use facekey_core::store::Enrolment;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("faces"));
+        let user = UserName::new("root").unwrap();
+        let embedder = EmbedderId {
+            sha256: "a".repeat(64),
+            dimension: 2,
+        };
+        let mut enrolment = Enrolment::new(&user, embedder.clone());
+        let camera = CameraIdentity {
+            driver: "uvcvideo".into(),
+            card: "Integrated IR Camera".into(),
+            bus: "usb-0000:00:14.0-5".into(),
+            usb: Some("04f2:b6d9".into()),
+        };
+        enrolment.add_sample_from("at the camera", vec![1.0, 0.0], Some(camera));
+        store.save(&enrolment).unwrap();
+        assert_eq!(check_enrolment(&store, &user, &embedder, true).status, Status::Ok);
+        enrolment.add_sample("from a photo", vec![0.0, 1.0]);
+        store.save(&enrolment).unwrap();
+        let check = check_enrolment(&store, &user, &embedder, true);
+        assert_eq!(check.status, Status::Warn, "{}", check.message);
+        assert!(check.message.contains("1 of 2 sample(s)"), "{}", check.message);
+        assert!(check.fix.unwrap().contains("facekey add --user root"));
+        // A replay source compares files anyway: nothing to warn about.
+        assert_eq!(check_enrolment(&store, &user, &embedder, false).status, Status::Ok);
+    }
+
 }
