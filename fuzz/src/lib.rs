@@ -190,7 +190,7 @@ pub fn negotiate(data: &[u8]) {
                     .sizes
                     .iter()
                     .any(|s| (s.width, s.height) == (choice.width, choice.height)),
-                "{choice:?} is not an offered size"
+                "{choice:?} is not an offered size; offers {offers:?}, settings {settings:?}"
             );
         }
         assert!(u64::from(choice.width) * u64::from(choice.height) <= MAX_PIXELS, "{choice:?}");
@@ -221,8 +221,11 @@ pub fn descriptors(data: &[u8]) {
     for unit in &units {
         assert!(unit.selectors.windows(2).all(|w| w[0] < w[1]), "{unit:?}");
     }
+    // Every control of every unit, each exactly once (a unit may be listed twice by a hostile device).
     let order = descriptors::discovery_order(&units);
-    assert_eq!(order.len(), units.iter().map(|u| u.selectors.len()).sum::<usize>());
+    let distinct: std::collections::HashSet<_> = units.iter().flat_map(|u| u.controls()).collect();
+    assert_eq!(order.len(), distinct.len(), "{order:?}");
+    assert!(order.iter().all(|c| distinct.contains(c)));
 }
 
 /// Detection, alignment and embedding on arbitrary pixels at an arbitrary size (to 1024 x 1024): at most

@@ -166,7 +166,10 @@ pub fn discovery_order(units: &[ExtensionUnit]) -> Vec<ControlId> {
         }
     }
     first.extend(rest);
-    first.dedup();
+    // Each control once, even when a hostile or broken descriptor set lists a unit twice (found by the
+    // descriptors fuzz target: `dedup` alone kept non-adjacent repeats).
+    let mut seen = std::collections::HashSet::new();
+    first.retain(|control| seen.insert(*control));
     first
 }
 
@@ -300,6 +303,22 @@ mod tests {
         let order = discovery_order(&units);
         assert_eq!(order[0], ControlId { unit: 7, selector: 6 });
         assert_eq!(order.len(), 6);
+    }
+
+    #[test]
+    fn a_unit_listed_twice_yields_each_control_once() {
+        // Found by the descriptors fuzz target (fuzz/regressions/descriptors): the same unit, not adjacent.
+        let unit = |id: u8, selectors: Vec<u8>| ExtensionUnit {
+            interface: 0,
+            unit: id,
+            guid: Guid([id; 16]),
+            declared_controls: 0,
+            selectors,
+        };
+        let units = [unit(4, vec![1, 2]), unit(5, vec![1]), unit(4, vec![1, 2])];
+        let order = discovery_order(&units);
+        let pairs: Vec<(u8, u8)> = order.iter().map(|c| (c.unit, c.selector)).collect();
+        assert_eq!(pairs, [(4, 1), (4, 2), (5, 1)]);
     }
 
     #[test]

@@ -94,7 +94,10 @@ pub fn choose(offers: &[FormatOffer], settings: &Settings) -> Result<Choice, NoC
         let (width, height, max_fps) = match size {
             Some(s) => (s.width, s.height, s.max_fps),
             // A driver that enumerates no sizes: ask for the wanted one and let it adjust.
-            None => (wanted.0, wanted.1, None),
+            None if offer.sizes.is_empty() => (wanted.0, wanted.1, None),
+            // Every size it lists is larger than facekey decodes: this format is no choice (asking for another
+            // size would only have the driver set one of those, refused later).
+            None => continue,
         };
         let slow = max_fps.is_some_and(|f| f + 0.01 < wanted_fps);
         let key = (distance((width, height), wanted), slow, rank);
@@ -336,6 +339,32 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(choose(&fast, &settings).unwrap().fps, Some(60));
+    }
+
+    #[test]
+    fn a_format_whose_every_size_is_too_large_is_not_chosen() {
+        let huge = |fourcc: &[u8; 4]| FormatOffer {
+            fourcc: *fourcc,
+            description: String::new(),
+            sizes: vec![SizeOffer {
+                width: 16_843_009,
+                height: 65_793,
+                max_fps: None,
+            }],
+        };
+        // Found by the negotiate fuzz target (fuzz/regressions/negotiate): it used to ask for 640x480 anyway.
+        assert!(matches!(
+            choose(&[huge(b"BGR3")], &Settings::default()),
+            Err(NoChoice::NothingDecodable { .. })
+        ));
+        let mut fine = huge(b"YUYV");
+        fine.sizes[0] = SizeOffer {
+            width: 320,
+            height: 240,
+            max_fps: Some(30.0),
+        };
+        let choice = choose(&[huge(b"BGR3"), fine], &Settings::default()).unwrap();
+        assert_eq!((choice.format, choice.width, choice.height), (PixelFormat::Yuyv, 320, 240));
     }
 
     #[test]
