@@ -179,20 +179,20 @@ pub fn negotiate(data: &[u8]) {
     let _ = negotiate::looks_infrared(&offers);
     let _ = negotiate::offered_text(&offers);
     if let Ok(choice) = negotiate::choose(&offers, &settings) {
-        let offer = offers
+        // A device may list one format several times: the choice must be a size one of them offers, or the
+        // wanted size for one that lists none.
+        let same: Vec<&FormatOffer> = offers
             .iter()
-            .find(|o| o.format() == Some(choice.format))
-            .expect("the chosen format is offered");
-        assert!(PixelFormat::from_fourcc(offer.fourcc).is_some());
-        if !offer.sizes.is_empty() {
-            assert!(
-                offer
-                    .sizes
-                    .iter()
-                    .any(|s| (s.width, s.height) == (choice.width, choice.height)),
-                "{choice:?} is not an offered size; offers {offers:?}, settings {settings:?}"
-            );
-        }
+            .filter(|o| o.format() == Some(choice.format))
+            .collect();
+        assert!(!same.is_empty(), "{choice:?} is not an offered format");
+        assert!(PixelFormat::from_fourcc(same[0].fourcc).is_some());
+        assert!(
+            same.iter().any(|o| o.sizes.is_empty()
+                || o.sizes.iter().any(|s| (s.width, s.height) == (choice.width, choice.height))),
+            "{choice:?} is not an offered size; offers {offers:?}, settings {settings:?}"
+        );
+        assert!(choice.width > 0 && choice.height > 0, "{choice:?}");
         assert!(u64::from(choice.width) * u64::from(choice.height) <= MAX_PIXELS, "{choice:?}");
     }
 }

@@ -130,9 +130,12 @@ pub fn choose(offers: &[FormatOffer], settings: &Settings) -> Result<Choice, NoC
 }
 
 /// The offered size closest to `wanted` (sum of the width and height differences); on a tie the
-/// larger one. Sizes over [`MAX_PIXELS`] are never chosen: their frames would be refused.
+/// larger one. Sizes over [`MAX_PIXELS`] or with a zero side are never chosen: their frames would be refused.
 fn closest_size(sizes: &[SizeOffer], wanted: (u32, u32)) -> Option<&SizeOffer> {
-    let decodable = |s: &&SizeOffer| u64::from(s.width) * u64::from(s.height) <= MAX_PIXELS;
+    // A size with no width or no height (a driver's nonsense) is no frame at all.
+    let decodable = |s: &&SizeOffer| {
+        s.width > 0 && s.height > 0 && u64::from(s.width) * u64::from(s.height) <= MAX_PIXELS
+    };
     sizes.iter().filter(decodable).min_by_key(|s| {
         (
             distance((s.width, s.height), wanted),
@@ -363,8 +366,12 @@ mod tests {
             height: 240,
             max_fps: Some(30.0),
         };
-        let choice = choose(&[huge(b"BGR3"), fine], &Settings::default()).unwrap();
+        let choice = choose(&[huge(b"BGR3"), fine.clone()], &Settings::default()).unwrap();
         assert_eq!((choice.format, choice.width, choice.height), (PixelFormat::Yuyv, 320, 240));
+        // Nor a size with a zero side (found by the same target: 21845x0 was chosen).
+        let mut flat = fine;
+        flat.sizes[0].height = 0;
+        assert!(choose(&[flat], &Settings::default()).is_err());
     }
 
     #[test]
