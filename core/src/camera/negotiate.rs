@@ -94,9 +94,9 @@ pub fn choose(offers: &[FormatOffer], settings: &Settings) -> Result<Choice, NoC
         let (width, height, max_fps) = match size {
             Some(s) => (s.width, s.height, s.max_fps),
             // A driver that enumerates no sizes: ask for the wanted one and let it adjust.
-            None if offer.sizes.is_empty() => (wanted.0, wanted.1, None),
-            // Every size it lists is larger than facekey decodes: this format is no choice (asking for another
-            // size would only have the driver set one of those, refused later).
+            None if offer.sizes.is_empty() && fits(wanted) => (wanted.0, wanted.1, None),
+            // Every size it lists is larger than facekey decodes (or it lists none and the wanted size is): this
+            // format is no choice (asking anyway would only have the driver set a size refused later).
             None => continue,
         };
         let slow = max_fps.is_some_and(|f| f + 0.01 < wanted_fps);
@@ -129,13 +129,16 @@ pub fn choose(offers: &[FormatOffer], settings: &Settings) -> Result<Choice, NoC
     Ok(choice)
 }
 
+/// A size facekey decodes: no zero side, at most [`MAX_PIXELS`].
+fn fits((width, height): (u32, u32)) -> bool {
+    width > 0 && height > 0 && u64::from(width) * u64::from(height) <= MAX_PIXELS
+}
+
 /// The offered size closest to `wanted` (sum of the width and height differences); on a tie the
 /// larger one. Sizes over [`MAX_PIXELS`] or with a zero side are never chosen: their frames would be refused.
 fn closest_size(sizes: &[SizeOffer], wanted: (u32, u32)) -> Option<&SizeOffer> {
     // A size with no width or no height (a driver's nonsense) is no frame at all.
-    let decodable = |s: &&SizeOffer| {
-        s.width > 0 && s.height > 0 && u64::from(s.width) * u64::from(s.height) <= MAX_PIXELS
-    };
+    let decodable = |s: &&SizeOffer| fits((s.width, s.height));
     sizes.iter().filter(decodable).min_by_key(|s| {
         (
             distance((s.width, s.height), wanted),
@@ -371,7 +374,15 @@ mod tests {
         // Nor a size with a zero side (found by the same target: 21845x0 was chosen).
         let mut flat = fine;
         flat.sizes[0].height = 0;
-        assert!(choose(&[flat], &Settings::default()).is_err());
+        assert!(choose(&[flat.clone()], &Settings::default()).is_err());
+        // Nor, from a format that lists no sizes, a wanted size too large to decode (found by the same target).
+        flat.sizes.clear();
+        let wanted = |size| Settings {
+            size: Some(size),
+            ..Settings::default()
+        };
+        assert!(choose(&[flat.clone()], &wanted((16_843_009, 1))).is_err());
+        assert_eq!(choose(&[flat], &wanted((1280, 720))).map(|c| (c.width, c.height)).ok(), Some((1280, 720)));
     }
 
     #[test]
