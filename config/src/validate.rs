@@ -98,7 +98,10 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     let r = &config.rate_limit;
     at_least_one("rate_limit.max_failures", r.max_failures.into())?;
     at_least_one("rate_limit.window", r.window)?;
-    at_least_one("rate_limit.max_failures_per_day", r.max_failures_per_day.into())?;
+    at_least_one(
+        "rate_limit.max_failures_per_day",
+        r.max_failures_per_day.into(),
+    )?;
     absolute("rate_limit.state_dir", &r.state_dir)?;
     Ok(())
 }

@@ -232,7 +232,10 @@ fn camera_defaults_require_infrared_and_pick_the_size_automatically() {
     // Unset: the engine takes a threshold learnt for the camera, else 60.
     assert_eq!(camera.dark_threshold, None);
     assert_eq!(facekey_config::DEFAULT_DARK_THRESHOLD, 60.0);
-    assert_eq!(camera.emitter_settings, std::path::Path::new("/etc/facekey/ir.toml"));
+    assert_eq!(
+        camera.emitter_settings,
+        std::path::Path::new("/etc/facekey/ir.toml")
+    );
     assert!(camera.min_face_change > 0.0);
 }
 

@@ -267,7 +267,11 @@ fn main() {
         },
     ) {
         Err(e @ SourceError::Device { .. }) if e.to_string().contains("virtual capture device") => {
-            checks.check("vivid refused as a virtual camera unless allowed", true, e.to_string());
+            checks.check(
+                "vivid refused as a virtual camera unless allowed",
+                true,
+                e.to_string(),
+            );
         }
         Err(e) => {
             checks.check(
@@ -482,7 +486,11 @@ fn check_unplugged(checks: &mut Checks, device: &Path) {
         std::fs::canonicalize(&sys),
         std::fs::canonicalize(sys.join("driver")),
     ) else {
-        checks.check(name, false, format!("no driver link under {}", sys.display()));
+        checks.check(
+            name,
+            false,
+            format!("no driver link under {}", sys.display()),
+        );
         return;
     };
     let mut camera = match Camera::open(device, &settings(PixelFormat::Yuyv)) {
@@ -492,11 +500,18 @@ fn check_unplugged(checks: &mut Checks, device: &Path) {
             return;
         }
     };
-    if !matches!(camera.next_frame(Instant::now() + Duration::from_secs(5)), Ok(Some(_))) {
+    if !matches!(
+        camera.next_frame(Instant::now() + Duration::from_secs(5)),
+        Ok(Some(_))
+    ) {
         checks.check(name, false, "no frame before the unplug");
         return;
     }
-    let id = platform.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let id = platform
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     if let Err(e) = std::fs::write(driver.join("unbind"), &id) {
         checks.check(name, false, format!("cannot unbind {id}: {e}"));
         return;
@@ -652,7 +667,11 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
     let identity = match Camera::open(device, &settings(PixelFormat::Yuyv)) {
         Ok(c) => c.info().identity.clone(),
         Err(e) => {
-            checks.check("decision refuses faces enrolled with another camera", false, e.to_string());
+            checks.check(
+                "decision refuses faces enrolled with another camera",
+                false,
+                e.to_string(),
+            );
             return;
         }
     };
@@ -665,7 +684,11 @@ fn check_decision(checks: &mut Checks, device: &Path, models: &Path) {
     embedding[0] = 1.0;
     other.add_sample_from("another camera", embedding, Some(elsewhere));
     if let Err(e) = Store::new(&config.storage.faces_dir).save(&other) {
-        checks.check("decision refuses faces enrolled with another camera", false, e.to_string());
+        checks.check(
+            "decision refuses faces enrolled with another camera",
+            false,
+            e.to_string(),
+        );
         return;
     }
     let outcome = attempt_as_sudo(&config, engines, None);

@@ -290,7 +290,8 @@ pub fn outside_session_while_remote(system: &System, uid: u32) -> Option<Refusal
     if uid == 0 || in_local_session(system) {
         return None;
     }
-    remote_session_of(system, uid).map(|session| Refusal::OutsideSessionWhileRemote { uid, session })
+    remote_session_of(system, uid)
+        .map(|session| Refusal::OutsideSessionWhileRemote { uid, session })
 }
 
 /// This process belongs to a logind session that logind knows (its file exists) and that is not remote.
@@ -754,7 +755,8 @@ mod tests {
     }
 
     /// systemd-run --user, a systemd --user service, or a terminal of a local desktop started by user@.service.
-    const USER_MANAGER: &str = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/run-u12.service\n";
+    const USER_MANAGER: &str =
+        "0::/user.slice/user-1000.slice/user@1000.service/app.slice/run-u12.service\n";
 
     #[test]
     fn outside_any_session_is_refused_while_the_user_has_a_remote_session() {
@@ -762,11 +764,17 @@ mod tests {
         write(&root.path().join("proc/self/cgroup"), USER_MANAGER);
         write(&root.path().join("proc/self/sessionid"), "4294967295");
         let sessions = root.path().join("run/systemd/sessions");
-        write(&sessions.join("2"), "UID=1000\nUSER=alice\nREMOTE=0\nSEAT=seat0\n");
+        write(
+            &sessions.join("2"),
+            "UID=1000\nUSER=alice\nREMOTE=0\nSEAT=seat0\n",
+        );
         // No remote session of uid 1000: nothing to refuse.
         assert_eq!(outside_session_while_remote(&system, 1000), None);
         // Another user's ssh session is not this user's.
-        write(&sessions.join("8"), "UID=1001\nUSER=bob\nREMOTE=1\nSERVICE=sshd\n");
+        write(
+            &sessions.join("8"),
+            "UID=1001\nUSER=bob\nREMOTE=1\nSERVICE=sshd\n",
+        );
         assert_eq!(outside_session_while_remote(&system, 1000), None);
         // The user's own ssh login, even one that is closing, refuses `systemd-run --user --pty sudo -i`.
         write(
@@ -1060,11 +1068,7 @@ mod tests {
         let user = crate::store::UserName::new(USER).unwrap();
         RateLimiter::open(&config.rate_limit)
             .unwrap()
-            .failures(
-                &user,
-                Stamp::now(),
-                Instant::now() + Duration::from_secs(1),
-            )
+            .failures(&user, Stamp::now(), Instant::now() + Duration::from_secs(1))
             .unwrap()
     }
 
@@ -1083,7 +1087,12 @@ mod tests {
                     source: SourceChoice::Custom(Box::new(|| {
                         panic!("the camera must not be opened for another user's request")
                     })),
-                    ..Attempt::new(USER, &request, &system, Instant::now() + Duration::from_secs(5))
+                    ..Attempt::new(
+                        USER,
+                        &request,
+                        &system,
+                        Instant::now() + Duration::from_secs(5),
+                    )
                 },
                 engines,
                 &mut || {},

@@ -57,7 +57,12 @@ fn boot_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|s| s.trim().chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect())
+            .map(|s| {
+                s.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+                    .collect()
+            })
             .unwrap_or_default()
     })
 }
@@ -575,40 +580,74 @@ mod tests {
         );
         assert_eq!(limited.retry_after, Duration::from_secs(1000 + DAY - now));
         // Still refused a second before the first failure is a day old, allowed once it is.
-        assert!(limiter.begin(&alice, at(1000 + DAY - 1), soon()).unwrap().is_err());
-        let ticket = limiter.begin(&alice, at(1000 + DAY), soon()).unwrap().unwrap();
+        assert!(limiter
+            .begin(&alice, at(1000 + DAY - 1), soon())
+            .unwrap()
+            .is_err());
+        let ticket = limiter
+            .begin(&alice, at(1000 + DAY), soon())
+            .unwrap()
+            .unwrap();
         // The user's own match clears the day's count too.
         ticket.settle(Settlement::Success, soon()).unwrap();
         for i in 0..19 {
             fail(&limiter, &alice, 1000 + DAY + 61 * (i + 1));
         }
-        assert!(limiter.begin(&alice, at(1000 + DAY + 61 * 20), soon()).unwrap().is_ok());
+        assert!(limiter
+            .begin(&alice, at(1000 + DAY + 61 * 20), soon())
+            .unwrap()
+            .is_ok());
     }
 
     #[test]
     fn the_clock_is_the_boot_clock_and_another_boots_failures_count_as_fresh() {
         // CLOCK_BOOTTIME is /proc/uptime's clock: the wall clock, which root or NTP can set back or forward,
         // is not read at all.
-        let uptime: f64 = std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let now = Stamp::now().0;
-        assert!((now as f64 - uptime).abs() <= 2.0, "boot clock {now} s, uptime {uptime} s");
+        assert!(
+            (now as f64 - uptime).abs() <= 2.0,
+            "boot clock {now} s, uptime {uptime} s"
+        );
 
         let tmp = tempfile::tempdir().unwrap();
         let limiter = RateLimiter::open(&settings(tmp.path())).unwrap();
         let alice = user("alice");
         drop(limiter.begin(&alice, at(100), soon()).unwrap().unwrap());
         let path = limiter.dir().join("alice");
-        assert!(std::fs::read_to_string(&path).unwrap().starts_with(&format!("boot {}\n", boot_id())));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with(&format!("boot {}\n", boot_id())));
         // Five failures from another boot (or an old file with no boot line), at times this boot has not reached
         // or long past: each counts as made now, so the limit holds for one window from now and no longer.
         for header in ["boot 00000000-0000-0000-0000-000000000000\n", ""] {
             std::fs::write(&path, format!("{header}5\n999999\n7\n8\n9\n")).unwrap();
-            let limited = limiter.begin(&alice, at(50_000), soon()).unwrap().unwrap_err();
-            assert_eq!((limited.failures, limited.retry_after), (5, Duration::from_secs(60)), "{header:?}");
-            assert!(limiter.begin(&alice, at(50_060), soon()).unwrap().is_ok(), "{header:?}");
+            let limited = limiter
+                .begin(&alice, at(50_000), soon())
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(
+                (limited.failures, limited.retry_after),
+                (5, Duration::from_secs(60)),
+                "{header:?}"
+            );
+            assert!(
+                limiter.begin(&alice, at(50_060), soon()).unwrap().is_ok(),
+                "{header:?}"
+            );
         }
         // This boot's stamps later than now (not possible on this clock) count as now, not as gone.
-        std::fs::write(&path, format!("boot {}\n900\n901\n902\n903\n904\n", boot_id())).unwrap();
+        std::fs::write(
+            &path,
+            format!("boot {}\n900\n901\n902\n903\n904\n", boot_id()),
+        )
+        .unwrap();
         assert!(limiter.begin(&alice, at(200), soon()).unwrap().is_err());
     }
 

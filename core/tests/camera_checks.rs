@@ -660,7 +660,10 @@ fn grey_frame(width: u32, height: u32, data: Vec<u8>) -> Frame {
 }
 
 fn grey_bytes(image: &RgbImage) -> Vec<u8> {
-    image.pixels().map(|p| facekey_core::frame::luma(p.0)).collect()
+    image
+        .pixels()
+        .map(|p| facekey_core::frame::luma(p.0))
+        .collect()
 }
 
 /// Run `steps` (made fresh for each run) as the camera of an attempt with `timeout`, twice: first with an empty
@@ -715,7 +718,11 @@ fn no_decision(outcome: &Outcome) -> bool {
 
 #[test]
 fn a_camera_that_blocks_in_dequeue_is_unavailable_by_the_deadline() {
-    faulty_twice(FAULT_TIMEOUT, |held| vec![Step::Block(held.clone())], no_decision);
+    faulty_twice(
+        FAULT_TIMEOUT,
+        |held| vec![Step::Block(held.clone())],
+        no_decision,
+    );
 }
 
 #[test]
@@ -744,12 +751,18 @@ fn a_camera_unplugged_mid_stream_or_busy_is_unavailable_with_the_reason() {
     faulty_twice(
         FAULT_TIMEOUT,
         |_| vec![Step::Busy],
-        |o| matches!(o, Outcome::Unavailable(Unavailable::Source(SourceError::Busy { .. }))),
+        |o| {
+            matches!(
+                o,
+                Outcome::Unavailable(Unavailable::Source(SourceError::Busy { .. }))
+            )
+        },
     );
 }
 
 #[test]
-fn empty_truncated_and_wrongly_sized_buffers_are_skipped_and_counted_and_an_oversized_one_decodes() {
+fn empty_truncated_and_wrongly_sized_buffers_are_skipped_and_counted_and_an_oversized_one_decodes()
+{
     let face = rgb(&chips(PERSON)[5]);
     let (w, h) = face.dimensions();
     let grey = grey_bytes(&face);
@@ -777,7 +790,11 @@ fn a_camera_that_sends_only_dark_frames_finds_no_face_in_time() {
     let dark = dimmed(&rgb(&chips(PERSON)[5]), 0.05);
     faulty_twice(
         FAULT_TIMEOUT,
-        |_| (0..10).map(|_| Step::Frame(Frame::from_rgb(dark.clone(), "dark"))).collect(),
+        |_| {
+            (0..10)
+                .map(|_| Step::Frame(Frame::from_rgb(dark.clone(), "dark")))
+                .collect()
+        },
         |o| matches!(o, Outcome::NoFace { stats } if stats.dark_frames == 10),
     );
 }

@@ -248,13 +248,17 @@ fn extension_unit_queries_after_confinement_kill_the_process() {
         let file = tempfile::tempfile().map_err(|e| e.to_string())?;
         let before = xu::set(file.as_fd(), emitter, &[1, 3, 3, 0, 0, 0, 0, 0, 0]);
         check!(
-            before.as_ref().is_err_and(|e| e.source.raw_os_error() == Some(nix::libc::ENOTTY)),
+            before
+                .as_ref()
+                .is_err_and(|e| e.source.raw_os_error() == Some(nix::libc::ENOTTY)),
             "before confinement: {before:?}"
         );
         confine(&Confinement::default()).map_err(|e| e.to_string())?;
         // After: UVCIOC_CTRL_QUERY is not in the filter's ioctl list, so the call ends the process.
         let after = xu::set(file.as_fd(), emitter, &[1, 3, 3, 0, 0, 0, 0, 0, 0]);
-        Err(format!("UVCIOC_CTRL_QUERY returned after confinement: {after:?}"))
+        Err(format!(
+            "UVCIOC_CTRL_QUERY returned after confinement: {after:?}"
+        ))
     });
     assert!(
         matches!(end.status, WaitStatus::Signaled(_, Signal::SIGSYS, _)),

@@ -62,7 +62,10 @@ fn format_record(change: &Change<'_>, actor: &str) -> String {
 /// A name as the record shows it: plain names as they are, anything else quoted and escaped, so a value cannot
 /// forge a field or a line.
 fn quoted(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+    {
         s.to_owned()
     } else {
         format!("{s:?}")

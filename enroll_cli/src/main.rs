@@ -22,7 +22,6 @@ macro_rules! eprint {
     ($($arg:tt)*) => { $crate::output::write($crate::output::Stream::Err, format_args!($($arg)*), false) };
 }
 
-mod output;
 mod admin;
 mod audit;
 mod camera_cmds;
@@ -31,6 +30,7 @@ mod identify;
 mod import_howdy;
 mod ir;
 mod model;
+mod output;
 mod users;
 
 use std::io::IsTerminal;
@@ -351,7 +351,9 @@ fn add(config: &Config, args: &AddArgs, verbose: bool) -> CliResult<()> {
                 "{} sample(s) labelled {label:?}, id {range}, embedder sha256 {}, camera {}",
                 ids.len(),
                 enrolment.embedder.sha256,
-                camera.as_ref().map_or("none (image files)".to_owned(), |c| c.describe())
+                camera
+                    .as_ref()
+                    .map_or("none (image files)".to_owned(), |c| c.describe())
             ),
         },
     );
@@ -461,7 +463,10 @@ fn list(config: &Config, user: &UserArg, json: bool) -> CliResult<()> {
         println!("{user} has no enrolled face");
         return Ok(());
     }
-    println!("{:>4}  {:<20}  {:<24}  camera", "id", "created (UTC)", "label");
+    println!(
+        "{:>4}  {:<20}  {:<24}  camera",
+        "id", "created (UTC)", "label"
+    );
     for s in samples {
         // A sample with no recorded camera (from image files, or enrolled before facekey recorded cameras) is
         // compared with frames from any camera: re-enrolling ties it to one.

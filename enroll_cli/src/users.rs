@@ -36,7 +36,10 @@ fn current(uid: Uid) -> Result<String, String> {
 
 /// The account name of `uid`, when it has one.
 pub fn name_of_uid(uid: u32) -> Option<String> {
-    User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 /// The last second humantime can show (9999-12-31 23:59:59 UTC); it panics after it.

@@ -225,13 +225,23 @@ fn snapshot_replaces_a_planted_symlink_instead_of_writing_through_it() {
     );
     // Into a folder that does not exist: a clear error, nothing left behind.
     let missing = env.path("no/such/dir/x.png");
-    let out = env.run(&["snapshot", "--source", &source, "-o", missing.to_str().unwrap()]);
+    let out = env.run(&[
+        "snapshot",
+        "--source",
+        &source,
+        "-o",
+        missing.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("no/such/dir/x.png"), "{}", text(&out));
     let leftovers: Vec<_> = std::fs::read_dir(env.path(""))
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".facekey-snapshot-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".facekey-snapshot-")
+        })
         .collect();
     assert!(leftovers.is_empty());
 }

@@ -348,7 +348,10 @@ fn a_full_or_closed_standard_output_is_an_error_not_a_panic() {
     enrol(&env, "root", "John_Simm");
     // A full device: the listing cannot be written; exit 2 with a reason, the enrolment untouched.
     let before = std::fs::read(env.store_file("root")).unwrap();
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let out = run_with_stdout(&env, &["list", "--user", "root"], full.into())
         .wait_with_output()
         .unwrap();
@@ -358,11 +361,7 @@ fn a_full_or_closed_standard_output_is_an_error_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(std::fs::read(env.store_file("root")).unwrap(), before);
     // A reader that went away (`| head -0`): the command's own exit code, nothing on standard error.
-    let mut child = run_with_stdout(
-        &env,
-        &["config", "show"],
-        std::process::Stdio::piped(),
-    );
+    let mut child = run_with_stdout(&env, &["config", "show"], std::process::Stdio::piped());
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -406,10 +405,20 @@ fn every_change_to_who_can_get_in_is_audited_to_syslog_authpriv() {
         assert!(r.contains("facekey["), "{r}");
         assert!(r.contains(" by=uid 0 (root)"), "{r}");
     }
-    assert!(records[0].contains("audit: add user=root by="), "{}", records[0]);
+    assert!(
+        records[0].contains("audit: add user=root by="),
+        "{}",
+        records[0]
+    );
     assert!(records[0].contains("3 sample(s) labelled \"John_Simm\", id 1-3, embedder sha256 "));
-    assert!(records[1].contains("audit: remove user=root by=") && records[1].ends_with(": sample 1"));
-    assert!(records[2].contains("audit: clear user=root by="), "{}", records[2]);
+    assert!(
+        records[1].contains("audit: remove user=root by=") && records[1].ends_with(": sample 1")
+    );
+    assert!(
+        records[2].contains("audit: clear user=root by="),
+        "{}",
+        records[2]
+    );
     // No embedding in any record: no run of decimal numbers.
     assert!(records.iter().all(|r| !r.contains("0.0")), "{records:#?}");
 
@@ -432,7 +441,12 @@ fn a_sheet_of_faces_buys_no_more_than_three_comparisons_per_frame() {
     let env = Env::new("[matching]\nrequired_matches = 1\n");
     assert!(enrol(&env, "root", "John_Simm").status.success());
     // Four strangers at full size and the enrolled person smaller: only the three largest faces count.
-    let strangers = ["John_Salley", "John_Shimkus", "John_Savage", "John_Schneider"];
+    let strangers = [
+        "John_Salley",
+        "John_Shimkus",
+        "John_Savage",
+        "John_Schneider",
+    ];
     let sheet = |owner_side: u32| {
         let mut canvas = image::RgbImage::from_pixel(900, 220, image::Rgb([90, 90, 90]));
         for (i, who) in strangers.iter().enumerate() {

@@ -45,7 +45,15 @@ impl Install {
         )
         .unwrap();
         let source = file_source(&chips("John_Simm")[..3]);
-        let out = install.facekey(&["add", "--user", "root", "--source", &source, "--samples", "3"]);
+        let out = install.facekey(&[
+            "add",
+            "--user",
+            "root",
+            "--source",
+            &source,
+            "--samples",
+            "3",
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         install
     }
@@ -184,7 +192,11 @@ fn restore(path: &Path, good: &[u8], file_mode: u32, dir_mode: u32) {
 fn every_fault(install: &Install, path: &Path, names: &str, huge: u64) {
     let good = fs::read(path).unwrap();
     let file_mode = fs::metadata(path).unwrap().permissions().mode() & 0o7777;
-    let dir_mode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o7777;
+    let dir_mode = fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
     let enrolled = fs::read(install.enrolment()).unwrap();
     for fault in FAULTS {
         apply(path, &good, fault, huge);
@@ -192,9 +204,20 @@ fn every_fault(install: &Install, path: &Path, names: &str, huge: u64) {
         restore(path, &good, file_mode, dir_mode);
         let said = text(&out);
         let code = out.status.code();
-        assert_ne!(code, Some(124), "{fault:?} of {names}: auth hung until killed: {said}");
-        assert_ne!(code, Some(0), "{fault:?} of {names}: auth succeeded: {said}");
-        assert!(!said.contains("matched '"), "{fault:?} of {names}: a match: {said}");
+        assert_ne!(
+            code,
+            Some(124),
+            "{fault:?} of {names}: auth hung until killed: {said}"
+        );
+        assert_ne!(
+            code,
+            Some(0),
+            "{fault:?} of {names}: auth succeeded: {said}"
+        );
+        assert!(
+            !said.contains("matched '"),
+            "{fault:?} of {names}: a match: {said}"
+        );
         assert!(
             !said.contains("panicked") && !said.contains("RUST_BACKTRACE"),
             "{fault:?} of {names}: {said}"

@@ -42,7 +42,11 @@ fn list_with_nothing_stored_says_how_to_find_a_setting() {
     let (env, _) = env();
     let out = env.run(&["ir", "list"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(stdout(&out).contains("sudo facekey ir discover"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("sudo facekey ir discover"),
+        "{}",
+        text(&out)
+    );
     let out = env.run(&["ir", "list", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -57,14 +61,24 @@ fn list_json_shows_the_stored_setting() {
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let camera = &json["cameras"][0];
-    assert_eq!(camera["device"], "/dev/v4l/by-id/usb-Gadget_IR-video-index0");
+    assert_eq!(
+        camera["device"],
+        "/dev/v4l/by-id/usb-Gadget_IR-video-index0"
+    );
     assert_eq!(camera["usb"], "1d6b:0102");
-    assert_eq!((camera["unit"].as_u64(), camera["selector"].as_u64()), (Some(4), Some(6)));
+    assert_eq!(
+        (camera["unit"].as_u64(), camera["selector"].as_u64()),
+        (Some(4), Some(6))
+    );
     assert_eq!(camera["value"], "010303000000000000");
     assert_eq!(camera["dark_threshold"].as_f64(), Some(45.0));
     assert_eq!(camera["present"], false);
     let out = env.run(&["ir", "list"]);
-    assert!(stdout(&out).contains("unit 4 selector 6 = 010303000000000000"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("unit 4 selector 6 = 010303000000000000"),
+        "{}",
+        text(&out)
+    );
     assert!(stdout(&out).contains("not plugged in"), "{}", text(&out));
 }
 
@@ -88,7 +102,11 @@ fn clear_removes_one_camera_and_complains_about_an_unknown_one() {
     store_entry(&file, "/dev/video7");
     let out = env.run(&["ir", "clear", "--device", "/dev/video8"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("no setting is stored for /dev/video8"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no setting is stored for /dev/video8"),
+        "{}",
+        text(&out)
+    );
     let out = env.run(&["ir", "clear", "--device", "/dev/video7"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = env.run(&["ir", "list", "--json"]);
@@ -107,12 +125,23 @@ fn set_on_a_missing_device_fails_naming_it_and_stores_nothing() {
     }
     let (env, file) = env();
     let out = env.run(&[
-        "ir", "set", "--device", "/dev/video99", "--unit", "4", "--selector", "6", "--value",
+        "ir",
+        "set",
+        "--device",
+        "/dev/video99",
+        "--unit",
+        "4",
+        "--selector",
+        "6",
+        "--value",
         "010303000000000000",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = stderr(&out);
-    assert!(err.contains("/dev/video99") && err.contains("no such device"), "{err}");
+    assert!(
+        err.contains("/dev/video99") && err.contains("no such device"),
+        "{err}"
+    );
     assert!(!file.exists());
 }
 
@@ -126,18 +155,39 @@ fn set_on_something_that_is_not_a_camera_is_refused() {
     let fake = env.path("video0");
     std::fs::write(&fake, "").unwrap();
     let out = env.run(&[
-        "ir", "set", "--device", fake.to_str().unwrap(), "--unit", "4", "--selector", "6",
-        "--value", "01",
+        "ir",
+        "set",
+        "--device",
+        fake.to_str().unwrap(),
+        "--unit",
+        "4",
+        "--selector",
+        "6",
+        "--value",
+        "01",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("not a V4L2 device"), "{}", text(&out));
     assert!(!file.exists());
     // A value that is not hex is refused before the device is touched.
     let out = env.run(&[
-        "ir", "set", "--device", "/dev/video99", "--unit", "4", "--selector", "6", "--value", "0x1g",
+        "ir",
+        "set",
+        "--device",
+        "/dev/video99",
+        "--unit",
+        "4",
+        "--selector",
+        "6",
+        "--value",
+        "0x1g",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("expected hex bytes"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("expected hex bytes"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -145,6 +195,10 @@ fn discover_on_a_device_without_usb_descriptors_fails_cleanly() {
     let (env, file) = env();
     let out = env.run(&["ir", "discover", "--device", "/dev/null", "--dry-run"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("/dev/null: not a USB camera"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("/dev/null: not a USB camera"),
+        "{}",
+        text(&out)
+    );
     assert!(!file.exists());
 }

@@ -16,7 +16,13 @@ impl Mount {
     fn tmpfs(at: &Path, size: &str) -> Mount {
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .expect("run mount");
@@ -46,7 +52,15 @@ impl Drop for Mount {
 
 fn add(env: &Env, person: &str) -> std::process::Output {
     let source = file_source(&chips(person)[3..6]);
-    env.run(&["add", "--user", "root", "--source", &source, "--samples", "3"])
+    env.run(&[
+        "add",
+        "--user",
+        "root",
+        "--source",
+        &source,
+        "--samples",
+        "3",
+    ])
 }
 
 /// The names in the store folder (a temporary file left behind would show here).
@@ -79,14 +93,26 @@ fn add_on_a_full_or_read_only_store_keeps_the_previous_enrolment_and_says_why() 
         .unwrap();
     assert!(!status.success(), "dd should stop at a full file system");
     let out = add(&env, "John_Simm");
-    assert!(!out.status.success(), "add on a full store succeeded: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "add on a full store succeeded: {}",
+        text(&out)
+    );
     assert!(
         stderr(&out).contains("No space left on device"),
         "the reason is not given: {}",
         text(&out)
     );
-    assert_eq!(std::fs::read(&file).unwrap(), before, "the previous enrolment changed");
-    assert_eq!(names(&faces), [".filler", "root.toml"], "something was left behind");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the previous enrolment changed"
+    );
+    assert_eq!(
+        names(&faces),
+        [".filler", "root.toml"],
+        "something was left behind"
+    );
     // Authentication still works from the kept enrolment once there is room again.
     std::fs::remove_file(&filler).unwrap();
     let source = file_source(&chips("John_Simm")[5..7]);
@@ -96,12 +122,20 @@ fn add_on_a_full_or_read_only_store_keeps_the_previous_enrolment_and_says_why() 
     // Read-only: refused with the reason, the enrolment untouched.
     mount.read_only();
     let out = add(&env, "John_Simm");
-    assert!(!out.status.success(), "add on a read-only store succeeded: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "add on a read-only store succeeded: {}",
+        text(&out)
+    );
     assert!(
         stderr(&out).contains("Read-only file system"),
         "the reason is not given: {}",
         text(&out)
     );
-    assert_eq!(std::fs::read(&file).unwrap(), before, "the previous enrolment changed");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the previous enrolment changed"
+    );
     assert_eq!(names(&faces), ["root.toml"]);
 }

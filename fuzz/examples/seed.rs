@@ -8,10 +8,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use facekey_core::frame::decode::{rgb_to_ycbcr, PixelFormat, ALL_FORMATS};
-use facekey_core::protocol::{self, Body, CheckRequest, HelperMessage, VerdictKind, VerdictSummary};
 use facekey_core::camera::identity::CameraIdentity;
-use facekey_core::store::{Enrolment, EmbedderId, UserName};
+use facekey_core::frame::decode::{rgb_to_ycbcr, PixelFormat, ALL_FORMATS};
+use facekey_core::protocol::{
+    self, Body, CheckRequest, HelperMessage, VerdictKind, VerdictSummary,
+};
+use facekey_core::store::{EmbedderId, Enrolment, UserName};
 use image::imageops::FilterType;
 use image::RgbImage;
 
@@ -32,7 +34,12 @@ fn main() {
             input.extend((small.height() as u16).to_le_bytes());
             input.extend([0, pad, 0, 0, 0]);
             input.extend(bytes);
-            write(&corpus, "decode", &format!("{}-pad{pad}", format.name().trim()), &input);
+            write(
+                &corpus,
+                "decode",
+                &format!("{}-pad{pad}", format.name().trim()),
+                &input,
+            );
         }
     }
 
@@ -61,25 +68,52 @@ fn main() {
 
     // config: the shipped configuration, and files of the other two kinds.
     let shipped = fs::read(repo.join("config/config.toml")).unwrap();
-    write(&corpus, "config", "shipped", &[[0u8].as_slice(), &shipped].concat());
-    let ir = "[[cameras]]\ndevice = \"/dev/v4l/by-id/usb-cam-video-index1\"\nunit = 4\nselector = 6\n\
+    write(
+        &corpus,
+        "config",
+        "shipped",
+        &[[0u8].as_slice(), &shipped].concat(),
+    );
+    let ir =
+        "[[cameras]]\ndevice = \"/dev/v4l/by-id/usb-cam-video-index1\"\nunit = 4\nselector = 6\n\
               value = \"010303000000000000\"\n";
-    write(&corpus, "config", "ir", &[[2u8].as_slice(), ir.as_bytes()].concat());
-    let manifest = "format = 1\n\n[[models]]\nname = \"yunet\"\nrole = \"detector\"\nfile = \"y.onnx\"\n\
-                    sha256 = \"".to_owned() + &"cd".repeat(32) + "\"\nsize = 1\nlicence = \"MIT\"\nsource = \"x\"\ninstalled = 0\n";
-    write(&corpus, "config", "manifest", &[[3u8].as_slice(), manifest.as_bytes()].concat());
+    write(
+        &corpus,
+        "config",
+        "ir",
+        &[[2u8].as_slice(), ir.as_bytes()].concat(),
+    );
+    let manifest =
+        "format = 1\n\n[[models]]\nname = \"yunet\"\nrole = \"detector\"\nfile = \"y.onnx\"\n\
+                    sha256 = \""
+            .to_owned()
+            + &"cd".repeat(32)
+            + "\"\nsize = 1\nlicence = \"MIT\"\nsource = \"x\"\ninstalled = 0\n";
+    write(
+        &corpus,
+        "config",
+        "manifest",
+        &[[3u8].as_slice(), manifest.as_bytes()].concat(),
+    );
 
     // howdy: both config.ini fixtures, and a USER.dat of one encoding.
     for name in ["config-2.ini", "config-3.ini"] {
         let ini = fs::read(repo.join("tests/data/howdy").join(name)).unwrap();
         write(&corpus, "howdy", name, &[[1u8].as_slice(), &ini].concat());
     }
-    let encoding: Vec<String> = (0..128).map(|i| format!("{:.4}", (i as f32 - 64.0) / 700.0)).collect();
+    let encoding: Vec<String> = (0..128)
+        .map(|i| format!("{:.4}", (i as f32 - 64.0) / 700.0))
+        .collect();
     let dat = format!(
         "[{{\"time\": 1700000000, \"label\": \"Initial model\", \"id\": 0, \"data\": [[{}]]}}]",
         encoding.join(", ")
     );
-    write(&corpus, "howdy", "user-dat", &[[0u8].as_slice(), dat.as_bytes()].concat());
+    write(
+        &corpus,
+        "howdy",
+        "user-dat",
+        &[[0u8].as_slice(), dat.as_bytes()].concat(),
+    );
 
     // protocol: a request and each kind of helper line, one per read and cut into 7-byte reads.
     let request = CheckRequest {
@@ -100,8 +134,18 @@ fn main() {
     ] {
         lines.extend(protocol::encode(&HelperMessage::new(body)));
     }
-    write(&corpus, "protocol", "whole", &[[255u8].as_slice(), &lines].concat());
-    write(&corpus, "protocol", "cut7", &[[7u8].as_slice(), &lines].concat());
+    write(
+        &corpus,
+        "protocol",
+        "whole",
+        &[[255u8].as_slice(), &lines].concat(),
+    );
+    write(
+        &corpus,
+        "protocol",
+        "cut7",
+        &[[7u8].as_slice(), &lines].concat(),
+    );
 
     // negotiate: bytes that arbitrary reads as offer lists.
     for (i, seed) in [[0x01u8; 64], [0x55; 64], [0xa7; 64]].iter().enumerate() {
@@ -118,7 +162,12 @@ fn main() {
                 .collect::<String>(),
         )
         .expect("hex descriptors");
-        write(&corpus, "descriptors", name.trim_end_matches(".hex"), &bytes);
+        write(
+            &corpus,
+            "descriptors",
+            name.trim_end_matches(".hex"),
+            &bytes,
+        );
     }
 
     // pipeline: the face at 96 x 96 (size bytes then pixels).
@@ -131,7 +180,10 @@ fn main() {
 }
 
 fn first_jpeg(dir: &Path) -> image::ImageResult<image::DynamicImage> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     image::open(&files[0])
 }
@@ -157,7 +209,10 @@ fn raw(image: &RgbImage, format: PixelFormat, pad: u8) -> Vec<u8> {
         PixelFormat::Mjpeg => {
             let mut jpeg = Vec::new();
             image
-                .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+                .write_to(
+                    &mut std::io::Cursor::new(&mut jpeg),
+                    image::ImageFormat::Jpeg,
+                )
                 .unwrap();
             return jpeg;
         }

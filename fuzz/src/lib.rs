@@ -38,7 +38,9 @@ pub fn decode(data: &[u8]) {
     let width = u32::from(u16::from_le_bytes([header[1], header[2]]));
     let height = u32::from(u16::from_le_bytes([header[3], header[4]]));
     let stride = if header[5] % 2 == 0 {
-        format.min_stride(width).saturating_add(usize::from(header[6]))
+        format
+            .min_stride(width)
+            .saturating_add(usize::from(header[6]))
     } else {
         u32::from_le_bytes([header[6], header[7], header[8], header[9]]) as usize
     };
@@ -76,8 +78,10 @@ pub fn config(data: &[u8]) {
         0 | 1 => {
             if let Ok(config) = facekey_config::Config::from_toml_str(text, path) {
                 let again = config.to_toml_string();
-                let reparsed = facekey_config::Config::from_toml_str(&again, path)
-                    .unwrap_or_else(|e| panic!("the rendered configuration is refused: {e}\n{again}"));
+                let reparsed =
+                    facekey_config::Config::from_toml_str(&again, path).unwrap_or_else(|e| {
+                        panic!("the rendered configuration is refused: {e}\n{again}")
+                    });
                 assert_eq!(config, reparsed);
             }
         }
@@ -112,7 +116,10 @@ pub fn howdy(data: &[u8]) {
                 ..
             } = item.outcome
             {
-                assert!(t <= f64::from(limit.largest), "threshold {t} above the limit");
+                assert!(
+                    t <= f64::from(limit.largest),
+                    "threshold {t} above the limit"
+                );
             }
         }
     } else if let Ok(parsed) = models::parse(text, "USER.dat") {
@@ -175,7 +182,9 @@ pub fn negotiate(data: &[u8]) {
     settings.size = input.size;
     settings.fps = input.fps;
     settings.force_mjpeg = input.force_mjpeg;
-    settings.format = input.format.map(|i| ALL_FORMATS[usize::from(i) % ALL_FORMATS.len()]);
+    settings.format = input
+        .format
+        .map(|i| ALL_FORMATS[usize::from(i) % ALL_FORMATS.len()]);
     let _ = negotiate::looks_infrared(&offers);
     let _ = negotiate::offered_text(&offers);
     if let Ok(choice) = negotiate::choose(&offers, &settings) {
@@ -189,11 +198,16 @@ pub fn negotiate(data: &[u8]) {
         assert!(PixelFormat::from_fourcc(same[0].fourcc).is_some());
         assert!(
             same.iter().any(|o| o.sizes.is_empty()
-                || o.sizes.iter().any(|s| (s.width, s.height) == (choice.width, choice.height))),
+                || o.sizes
+                    .iter()
+                    .any(|s| (s.width, s.height) == (choice.width, choice.height))),
             "{choice:?} is not an offered size; offers {offers:?}, settings {settings:?}"
         );
         assert!(choice.width > 0 && choice.height > 0, "{choice:?}");
-        assert!(u64::from(choice.width) * u64::from(choice.height) <= MAX_PIXELS, "{choice:?}");
+        assert!(
+            u64::from(choice.width) * u64::from(choice.height) <= MAX_PIXELS,
+            "{choice:?}"
+        );
     }
 }
 
@@ -253,7 +267,10 @@ pub fn pipeline(data: &[u8]) {
     assert!(faces.len() <= facekey_core::engine::MAX_FACES_PER_FRAME);
     for face in faces {
         let norm: f32 = face.embedding.0.iter().map(|v| v * v).sum::<f32>().sqrt();
-        assert!(norm.is_finite() && (norm - 1.0).abs() < 1e-3, "embedding norm {norm}");
+        assert!(
+            norm.is_finite() && (norm - 1.0).abs() < 1e-3,
+            "embedding norm {norm}"
+        );
     }
 }
 

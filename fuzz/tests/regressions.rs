@@ -31,7 +31,11 @@ fn run(target: &str) {
         let outcome = std::panic::catch_unwind(|| body(&data));
         assert!(outcome.is_ok(), "{target} fails on {}", path.display());
     }
-    println!("{target}: {} corpus inputs, {} regressions", corpus.len(), regressions.len());
+    println!(
+        "{target}: {} corpus inputs, {} regressions",
+        corpus.len(),
+        regressions.len()
+    );
 }
 
 #[test]
@@ -80,8 +84,13 @@ fn every_target_is_run_here_and_by_libfuzzer() {
     let source = include_str!("regressions.rs");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (name, _) in facekey_fuzz::TARGETS {
-        assert!(source.contains(&format!("fn {name}()")), "no test for {name}");
-        let entry = root.join("libfuzzer/fuzz_targets").join(format!("{name}.rs"));
+        assert!(
+            source.contains(&format!("fn {name}()")),
+            "no test for {name}"
+        );
+        let entry = root
+            .join("libfuzzer/fuzz_targets")
+            .join(format!("{name}.rs"));
         assert!(entry.is_file(), "no libFuzzer target {}", entry.display());
     }
 }

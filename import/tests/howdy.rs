@@ -445,7 +445,10 @@ fn files_others_could_write_or_links_are_refused_by_the_trust_rules() {
     // Group-writable: whoever is in the group could choose what is imported.
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o664)).unwrap();
     let refused = read_text(&config, MAX_CONFIG_BYTES).unwrap_err();
-    assert!(matches!(refused, HowdyError::Untrusted { .. }), "{refused:?}");
+    assert!(
+        matches!(refused, HowdyError::Untrusted { .. }),
+        "{refused:?}"
+    );
     assert!(refused.to_string().contains("config.ini"), "{refused}");
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     // A folder above it writable by others (without the sticky bit).
@@ -467,7 +470,11 @@ fn files_others_could_write_or_links_are_refused_by_the_trust_rules() {
         Err(HowdyError::Untrusted { .. })
     ));
     let fifo = dir.path().join("fifo.ini");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
     assert!(matches!(
         read_text(&fifo, MAX_CONFIG_BYTES),
         Err(HowdyError::Untrusted { .. })

@@ -102,7 +102,10 @@ fn counted(world: &World, user: &str) -> u32 {
 fn check(what: &str, world: &World, calls: &[Call], peak_kib: u64) {
     let limit = Duration::from_secs(TIMEOUT_SECS) + Duration::from_millis(250);
     for call in calls {
-        assert!(call.elapsed <= limit, "{what}: {call:?} answered after {limit:?}");
+        assert!(
+            call.elapsed <= limit,
+            "{what}: {call:?} answered after {limit:?}"
+        );
     }
     let matching: Vec<&Call> = calls.iter().filter(|c| c.service == "sudo").collect();
     for call in &matching {
@@ -124,8 +127,15 @@ fn check(what: &str, world: &World, calls: &[Call], peak_kib: u64) {
     }
     if face_decision(PAM_SUCCESS) == PAM_SUCCESS {
         let decided = other.iter().filter(|c| c.looked).count();
-        assert_eq!(decided, 5, "{what}: {decided} of 8 attempts for one user got past the limit of 5");
-        assert_eq!(counted(world, TARGET), 5, "{what}: the rate limit counted wrong");
+        assert_eq!(
+            decided, 5,
+            "{what}: {decided} of 8 attempts for one user got past the limit of 5"
+        );
+        assert_eq!(
+            counted(world, TARGET),
+            5,
+            "{what}: the rate limit counted wrong"
+        );
     }
     let mut times: Vec<Duration> = calls.iter().map(|c| c.elapsed).collect();
     times.sort();
@@ -168,7 +178,11 @@ fn as_threads(what: &str, helper: Option<&Path>) {
     let world = Arc::new(world(helper));
     // One call first, so what the module keeps for the life of the process (the models) is in the baseline.
     let warm = one_call(&world.pam_dir(), "sudo", "m0", || {});
-    assert_eq!(warm.code, face_decision(PAM_SUCCESS), "{what}: warm-up call");
+    assert_eq!(
+        warm.code,
+        face_decision(PAM_SUCCESS),
+        "{what}: warm-up call"
+    );
     let (before_threads, before_fds) = (threads(), descriptors());
     let barrier = Arc::new(Barrier::new(CALLS));
     let handles: Vec<_> = plan()
@@ -182,15 +196,26 @@ fn as_threads(what: &str, helper: Option<&Path>) {
             })
         })
         .collect();
-    let calls: Vec<Call> = handles.into_iter().map(|h| h.join().expect("a call thread")).collect();
+    let calls: Vec<Call> = handles
+        .into_iter()
+        .map(|h| h.join().expect("a call thread"))
+        .collect();
     check(what, &world, &calls, status_kib("VmHWM:"));
     // Threads end on their own once their call has returned: poll briefly.
     let until = Instant::now() + Duration::from_secs(5);
     while threads() > before_threads && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(threads() <= before_threads, "{what}: {} threads left, {before_threads} before", threads());
-    assert!(descriptors() <= before_fds, "{what}: {} descriptors open, {before_fds} before", descriptors());
+    assert!(
+        threads() <= before_threads,
+        "{what}: {} threads left, {before_threads} before",
+        threads()
+    );
+    assert!(
+        descriptors() <= before_fds,
+        "{what}: {} descriptors open, {before_fds} before",
+        descriptors()
+    );
     assert_eq!(children(), "", "{what}: child processes left");
 }
 
@@ -242,7 +267,10 @@ fn as_processes() {
                     "sixteen_at_once_as_threads_in_process_through_the_helper_and_as_processes",
                     "--nocapture",
                 ])
-                .env(CHILD, format!("{} {service} {user}", world.pam_dir().display()))
+                .env(
+                    CHILD,
+                    format!("{} {service} {user}", world.pam_dir().display()),
+                )
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -260,8 +288,15 @@ fn as_processes() {
     for child in children {
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "a child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-        let line = text.lines().find_map(|l| l.strip_prefix("CALL ")).expect("a CALL line");
+        assert!(
+            out.status.success(),
+            "a child failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("CALL "))
+            .expect("a CALL line");
         let f: Vec<&str> = line.split(' ').collect();
         calls.push(Call {
             service: f[0].to_owned(),
@@ -271,5 +306,10 @@ fn as_processes() {
         });
         peak = peak.max(f[4].parse::<u64>().unwrap());
     }
-    check("16 processes (memory: the largest one)", &world, &calls, peak);
+    check(
+        "16 processes (memory: the largest one)",
+        &world,
+        &calls,
+        peak,
+    );
 }

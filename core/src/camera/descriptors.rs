@@ -135,7 +135,11 @@ fn extension_unit(interface: u8, d: &[u8]) -> Option<ExtensionUnit> {
     let selectors = bitmap
         .iter()
         .enumerate()
-        .flat_map(|(i, byte)| (0..8).filter(move |bit| byte & (1 << bit) != 0).map(move |bit| i * 8 + bit + 1))
+        .flat_map(|(i, byte)| {
+            (0..8)
+                .filter(move |bit| byte & (1 << bit) != 0)
+                .map(move |bit| i * 8 + bit + 1)
+        })
         .filter_map(|selector| u8::try_from(selector).ok())
         .collect();
     // Unit id 0 is reserved (UVC 1.5, 3.7.2): no control can be addressed through it.
@@ -279,8 +283,18 @@ mod tests {
             summary,
             vec![
                 (2, 12, "45b5da73-23c1-4a3d-a368-610f078c4397".into(), vec![]),
-                (2, 10, "1229a78c-47b4-4094-b0ce-db07386fb938".into(), vec![10, 11]),
-                (2, 13, "26b8105a-0713-4870-979d-da79444bb68e".into(), vec![14, 15, 16]),
+                (
+                    2,
+                    10,
+                    "1229a78c-47b4-4094-b0ce-db07386fb938".into(),
+                    vec![10, 11]
+                ),
+                (
+                    2,
+                    13,
+                    "26b8105a-0713-4870-979d-da79444bb68e".into(),
+                    vec![14, 15, 16]
+                ),
             ]
         );
         assert_eq!(units[2].declared_controls, 3);
@@ -301,7 +315,13 @@ mod tests {
         );
         assert_eq!(units[0].selectors, vec![2, 3, 6, 7, 8, 9]);
         let order = discovery_order(&units);
-        assert_eq!(order[0], ControlId { unit: 7, selector: 6 });
+        assert_eq!(
+            order[0],
+            ControlId {
+                unit: 7,
+                selector: 6
+            }
+        );
         assert_eq!(order.len(), 6);
     }
 
@@ -327,7 +347,17 @@ mod tests {
         let mut bytes = vec![9, DT_INTERFACE, 3, 0, 0, 0x01, 0x01, 0, 0];
         bytes.extend(xu(5, &[0x01]));
         assert!(extension_units(&bytes).is_empty());
-        let mut bytes = vec![9, DT_INTERFACE, 0, 0, 1, CLASS_VIDEO, SUBCLASS_VIDEOCONTROL, 0, 0];
+        let mut bytes = vec![
+            9,
+            DT_INTERFACE,
+            0,
+            0,
+            1,
+            CLASS_VIDEO,
+            SUBCLASS_VIDEOCONTROL,
+            0,
+            0,
+        ];
         bytes.extend(xu(5, &[0x01]));
         assert_eq!(extension_units(&bytes)[0].selectors, vec![1]);
     }
@@ -344,7 +374,17 @@ mod tests {
 
     #[test]
     fn hostile_bytes_never_panic_and_yield_only_whole_units() {
-        let vc = [9, DT_INTERFACE, 0, 0, 1, CLASS_VIDEO, SUBCLASS_VIDEOCONTROL, 0, 0];
+        let vc = [
+            9,
+            DT_INTERFACE,
+            0,
+            0,
+            1,
+            CLASS_VIDEO,
+            SUBCLASS_VIDEOCONTROL,
+            0,
+            0,
+        ];
         let good = xu(4, &[0x23]);
         let mut whole = vc.to_vec();
         whole.extend(&good);

@@ -65,7 +65,11 @@ impl CameraIdentity {
     /// Why a stored identity is not one [`CameraIdentity::of_node`] could have made (the enrolment store checks
     /// every sample's on load and before save).
     pub fn problem(&self) -> Option<String> {
-        for (name, value) in [("driver", &self.driver), ("card", &self.card), ("bus", &self.bus)] {
+        for (name, value) in [
+            ("driver", &self.driver),
+            ("card", &self.card),
+            ("bus", &self.bus),
+        ] {
             if value.len() > MAX_FIELD || value.chars().any(char::is_control) {
                 return Some(format!(
                     "camera {name} is longer than {MAX_FIELD} bytes or holds a control character"
@@ -91,7 +95,10 @@ pub fn virtual_driver(driver: &str) -> Option<&'static str> {
 
 /// The part of `enrolment` a face seen by `camera` may be compared with: the samples enrolled with this camera and
 /// those with no recorded camera. None left (every sample is another camera's): [`SourceError::OtherCamera`].
-pub fn samples_for(mut enrolment: Enrolment, camera: &CameraInfo) -> Result<Enrolment, SourceError> {
+pub fn samples_for(
+    mut enrolment: Enrolment,
+    camera: &CameraInfo,
+) -> Result<Enrolment, SourceError> {
     let current = &camera.identity;
     let mut others: Vec<String> = Vec::new();
     enrolment.samples.retain(|sample| match &sample.camera {
@@ -218,9 +225,18 @@ mod tests {
         enrolment.add_sample_from("gadget", vec![0.6, 0.8], Some(gadget_elsewhere.clone()));
         let on = |identity: &CameraIdentity| camera_info(identity.clone());
         let ids = |e: Enrolment| e.samples.iter().map(|s| s.id).collect::<Vec<_>>();
-        assert_eq!(ids(samples_for(enrolment.clone(), &on(&internal)).unwrap()), [1, 2]);
-        assert_eq!(ids(samples_for(enrolment.clone(), &on(&gadget_elsewhere)).unwrap()), [2, 3]);
-        assert_eq!(ids(samples_for(enrolment.clone(), &on(&other_ids)).unwrap()), [2]);
+        assert_eq!(
+            ids(samples_for(enrolment.clone(), &on(&internal)).unwrap()),
+            [1, 2]
+        );
+        assert_eq!(
+            ids(samples_for(enrolment.clone(), &on(&gadget_elsewhere)).unwrap()),
+            [2, 3]
+        );
+        assert_eq!(
+            ids(samples_for(enrolment.clone(), &on(&other_ids)).unwrap()),
+            [2]
+        );
 
         enrolment.remove_sample(2);
         let Err(SourceError::OtherCamera {
@@ -230,7 +246,10 @@ mod tests {
             panic!("a camera no sample was enrolled with must be refused");
         };
         assert!(current.contains("1d6b:0102"), "{current}");
-        assert!(enrolled.contains("usb-0000:00:14.0-5") && enrolled.contains("usb-0000:00:14.0-2"), "{enrolled}");
+        assert!(
+            enrolled.contains("usb-0000:00:14.0-5") && enrolled.contains("usb-0000:00:14.0-2"),
+            "{enrolled}"
+        );
         // An empty enrolment is not this rule's business (the store refuses it elsewhere).
         let mut empty = enrolment;
         empty.samples.clear();

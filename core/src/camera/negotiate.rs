@@ -370,7 +370,10 @@ mod tests {
             max_fps: Some(30.0),
         };
         let choice = choose(&[huge(b"BGR3"), fine.clone()], &Settings::default()).unwrap();
-        assert_eq!((choice.format, choice.width, choice.height), (PixelFormat::Yuyv, 320, 240));
+        assert_eq!(
+            (choice.format, choice.width, choice.height),
+            (PixelFormat::Yuyv, 320, 240)
+        );
         // Nor a size with a zero side (found by the same target: 21845x0 was chosen).
         let mut flat = fine;
         flat.sizes[0].height = 0;
@@ -382,7 +385,12 @@ mod tests {
             ..Settings::default()
         };
         assert!(choose(&[flat.clone()], &wanted((16_843_009, 1))).is_err());
-        assert_eq!(choose(&[flat], &wanted((1280, 720))).map(|c| (c.width, c.height)).ok(), Some((1280, 720)));
+        assert_eq!(
+            choose(&[flat], &wanted((1280, 720)))
+                .map(|c| (c.width, c.height))
+                .ok(),
+            Some((1280, 720))
+        );
     }
 
     #[test]

@@ -32,7 +32,11 @@ use v4l::v4l_sys::{
 /// # Safety
 /// `request` must be an ioctl whose argument type is exactly `T` (the `vidioc` constants encode
 /// it), so the kernel reads and writes only within `*arg`.
-pub(super) unsafe fn ioctl<T>(fd: RawFd, request: vidioc::_IOC_TYPE, arg: &mut T) -> io::Result<()> {
+pub(super) unsafe fn ioctl<T>(
+    fd: RawFd,
+    request: vidioc::_IOC_TYPE,
+    arg: &mut T,
+) -> io::Result<()> {
     loop {
         // SAFETY: `arg` is a valid, exclusive reference to a `T`, which the caller promises is
         // the argument type of `request`; the kernel does not keep the pointer after returning.

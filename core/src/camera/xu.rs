@@ -28,10 +28,8 @@ struct RawQuery {
 
 /// `_IOWR('u', 0x21, struct uvc_xu_control_query)`: 0xC0107521 on 64-bit machines. Written out
 /// because bindgen (through v4l) does not cover uvcvideo.h.
-pub const UVCIOC_CTRL_QUERY: u64 = (3 << 30)
-    | ((std::mem::size_of::<RawQuery>() as u64) << 16)
-    | ((b'u' as u64) << 8)
-    | 0x21;
+pub const UVCIOC_CTRL_QUERY: u64 =
+    (3 << 30) | ((std::mem::size_of::<RawQuery>() as u64) << 16) | ((b'u' as u64) << 8) | 0x21;
 
 /// The largest control this module reads or writes. UVC allows 65535 bytes; the controls that
 /// light emitters are a few bytes, and nothing good comes of a longer one.
@@ -230,7 +228,10 @@ mod tests {
         );
         let text = err.to_string();
         assert!(text.starts_with("unit 14 selector 6 GET_INFO: "), "{text}");
-        assert!(text.contains("not a camera run by the uvcvideo driver"), "{text}");
+        assert!(
+            text.contains("not a camera run by the uvcvideo driver"),
+            "{text}"
+        );
         let err = set(file.as_fd(), EMITTER, &[1, 3, 3, 0, 0, 0, 0, 0, 0]).unwrap_err();
         assert_eq!(err.request, Request::SetCur);
     }

@@ -38,7 +38,11 @@ pub enum ModelError {
         source: std::io::Error,
     },
     #[error("{path}: {size} bytes, more than the {limit} a model file may have: not a model facekey uses")]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error(
         "{path}: SHA-256 is {found}, expected {expected}: the file is not the model facekey was \
          configured to trust (reinstall it, or set the hash explicitly in the configuration)"
@@ -93,7 +97,8 @@ pub fn read_verified(location: &ModelLocation) -> Result<Vec<u8>, ModelError> {
         });
     }
     let mut bytes = Vec::new();
-    file.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes)
+    file.take(MAX_MODEL_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|source| ModelError::Io {
             path: path.clone(),
             source,

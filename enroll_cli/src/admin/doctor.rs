@@ -493,7 +493,11 @@ fn check_enrolment(
                     )),
                 );
             }
-            let unrecorded = enrolment.samples.iter().filter(|s| s.camera.is_none()).count();
+            let unrecorded = enrolment
+                .samples
+                .iter()
+                .filter(|s| s.camera.is_none())
+                .count();
             if camera_source && unrecorded > 0 {
                 return Check::warn(
                     "enrolment",
@@ -1170,7 +1174,11 @@ mod tests {
         };
         let none = check_emitter(&camera);
         assert_eq!(none.status, Status::Ok);
-        assert!(none.message.contains("facekey ir discover"), "{}", none.message);
+        assert!(
+            none.message.contains("facekey ir discover"),
+            "{}",
+            none.message
+        );
         fs::write(
             &file,
             "[[camera]]\ndevice = \"/dev/video7\"\nunit = 4\nselector = 6\nvalue = \"010303000000000000\"\norigin = \"discovered\"\n",
@@ -1179,11 +1187,21 @@ mod tests {
         fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
         let stored = check_emitter(&camera);
         assert_eq!(stored.status, Status::Ok);
-        assert!(stored.message.contains("unit 4 selector 6 = 010303000000000000"), "{}", stored.message);
+        assert!(
+            stored
+                .message
+                .contains("unit 4 selector 6 = 010303000000000000"),
+            "{}",
+            stored.message
+        );
         fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
         let refused = check_emitter(&camera);
         assert_eq!(refused.status, Status::Fail);
-        assert!(refused.message.contains("chmod go-w"), "{}", refused.message);
+        assert!(
+            refused.message.contains("chmod go-w"),
+            "{}",
+            refused.message
+        );
     }
 
     fn find<'a>(checks: &'a [Check], area: &str) -> &'a Check {
@@ -1339,15 +1357,24 @@ mod tests {
         };
         enrolment.add_sample_from("at the camera", vec![1.0, 0.0], Some(camera));
         store.save(&enrolment).unwrap();
-        assert_eq!(check_enrolment(&store, &user, &embedder, true).status, Status::Ok);
+        assert_eq!(
+            check_enrolment(&store, &user, &embedder, true).status,
+            Status::Ok
+        );
         enrolment.add_sample("from a photo", vec![0.0, 1.0]);
         store.save(&enrolment).unwrap();
         let check = check_enrolment(&store, &user, &embedder, true);
         assert_eq!(check.status, Status::Warn, "{}", check.message);
-        assert!(check.message.contains("1 of 2 sample(s)"), "{}", check.message);
+        assert!(
+            check.message.contains("1 of 2 sample(s)"),
+            "{}",
+            check.message
+        );
         assert!(check.fix.unwrap().contains("facekey add --user root"));
         // A replay source compares files anyway: nothing to warn about.
-        assert_eq!(check_enrolment(&store, &user, &embedder, false).status, Status::Ok);
+        assert_eq!(
+            check_enrolment(&store, &user, &embedder, false).status,
+            Status::Ok
+        );
     }
-
 }

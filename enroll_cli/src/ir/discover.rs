@@ -53,8 +53,7 @@ pub(super) fn discover(config: &Config, args: &DiscoverArgs) -> CliResult<ExitCo
         emitter: None,
         ..camera::Settings::from_config(&config.camera)
     };
-    let opened =
-        Camera::open(&node, &settings).map_err(|e| Failure::from_error("camera", &e))?;
+    let opened = Camera::open(&node, &settings).map_err(|e| Failure::from_error("camera", &e))?;
     let mut device = LiveCamera::new(opened);
     let info = device.info().clone();
     println!(
@@ -67,7 +66,11 @@ pub(super) fn discover(config: &Config, args: &DiscoverArgs) -> CliResult<ExitCo
         info.height,
         controls.len(),
         units.len(),
-        if args.dry_run { "; dry run: nothing is written" } else { "" }
+        if args.dry_run {
+            "; dry run: nothing is written"
+        } else {
+            ""
+        }
     );
     let options = Options {
         time_cap: Duration::from_secs(args.max_seconds),
@@ -93,9 +96,11 @@ pub(super) fn discover(config: &Config, args: &DiscoverArgs) -> CliResult<ExitCo
             Event::Trying { control, value } => {
                 bar.set_message(format!("{control} = {}", hex(value)))
             }
-            Event::Tried { control, value, lit } if lit => {
-                bar.println(format!("{control} = {}: lit", hex(value)))
-            }
+            Event::Tried {
+                control,
+                value,
+                lit,
+            } if lit => bar.println(format!("{control} = {}: lit", hex(value))),
             Event::Tried { .. } => {}
         }
     };
@@ -110,10 +115,7 @@ pub(super) fn discover(config: &Config, args: &DiscoverArgs) -> CliResult<ExitCo
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    let Outcome::Found {
-        control, value, ..
-    } = &found.outcome
-    else {
+    let Outcome::Found { control, value, .. } = &found.outcome else {
         return Ok(ExitCode::from(1));
     };
     let setting = EmitterSetting {
@@ -131,7 +133,12 @@ pub(super) fn discover(config: &Config, args: &DiscoverArgs) -> CliResult<ExitCo
         return Ok(ExitCode::from(1));
     };
     settings.put(Entry::new(key.clone(), usb, &setting, origin));
-    super::save(config, settings, "ir-discover", format!("{key}: {setting} ({origin})"))?;
+    super::save(
+        config,
+        settings,
+        "ir-discover",
+        format!("{key}: {setting} ({origin})"),
+    )?;
     println!(
         "Stored for {key} in {}: facekey sets it each time it opens the camera.",
         config.camera.emitter_settings.display()
@@ -201,7 +208,12 @@ fn summarise(found: &Discovery) {
     }
 }
 
-fn print_descriptors(node: &std::path::Path, usb: Option<&str>, units: &[ExtensionUnit], raw: &[u8]) {
+fn print_descriptors(
+    node: &std::path::Path,
+    usb: Option<&str>,
+    units: &[ExtensionUnit],
+    raw: &[u8],
+) {
     println!("== facekey ir discover --report");
     println!("device: {}", node.display());
     println!("by-id key: {}", store::device_key(node));
@@ -224,7 +236,9 @@ fn print_report(found: &Discovery) {
         println!(
             "{}: info {} len {} cur {} min {} max {} res {} def {}: {:?}",
             c.control,
-            c.info.map(|i| format!("{i:#04x}")).unwrap_or_else(|| "-".into()),
+            c.info
+                .map(|i| format!("{i:#04x}"))
+                .unwrap_or_else(|| "-".into()),
             c.len.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
             opt(&c.original),
             opt(&c.min),
@@ -238,7 +252,11 @@ fn print_report(found: &Discovery) {
                 Ok(stats) => describe(stats),
                 Err(e) => e.clone(),
             };
-            println!("    {} -> {result}{}", hex(&t.value), if t.lit { " LIT" } else { "" });
+            println!(
+                "    {} -> {result}{}",
+                hex(&t.value),
+                if t.lit { " LIT" } else { "" }
+            );
         }
     }
     println!("outcome: {:?}", found.outcome);

@@ -192,8 +192,16 @@ fn list(config: &Config, json: bool) -> CliResult<ExitCode> {
     }
     println!("{}:", config.camera.emitter_settings.display());
     for e in &settings.entries {
-        let present = if Path::new(&e.device).exists() { "" } else { " (not plugged in)" };
-        let usb = e.usb.as_deref().map(|u| format!(" [{u}]")).unwrap_or_default();
+        let present = if Path::new(&e.device).exists() {
+            ""
+        } else {
+            " (not plugged in)"
+        };
+        let usb = e
+            .usb
+            .as_deref()
+            .map(|u| format!(" [{u}]"))
+            .unwrap_or_default();
         let dark = e
             .dark_threshold
             .map(|t| format!(", dark threshold {t:.0}%"))
@@ -225,11 +233,14 @@ fn set(config: &Config, args: &SetArgs) -> CliResult<ExitCode> {
     let mut settings = load(config)?;
     emitter::check_and_apply(&args.device, &setting).map_err(Failure::new)?;
     let key = store::device_key(&args.device);
-    settings.put(Entry::new(key.clone(), usb_id(&args.device), &setting, "set"));
+    settings.put(Entry::new(
+        key.clone(),
+        usb_id(&args.device),
+        &setting,
+        "set",
+    ));
     save(config, &settings, "ir-set", format!("{key}: {setting}"))?;
-    println!(
-        "Stored for {key}: {setting} (set now, and each time facekey opens the camera)."
-    );
+    println!("Stored for {key}: {setting} (set now, and each time facekey opens the camera).");
     Ok(ExitCode::SUCCESS)
 }
 

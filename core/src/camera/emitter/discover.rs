@@ -37,8 +37,12 @@ const DARK_FRACTION: f32 = 0.60;
 /// What discovery needs of a camera: extension-unit queries and bursts of frame brightness.
 pub trait EmitterDevice {
     /// One UVCIOC_CTRL_QUERY: `data` is the value sent (SET_CUR) or the answer (GET_*).
-    fn query(&mut self, control: ControlId, request: Request, data: &mut [u8])
-        -> Result<(), XuError>;
+    fn query(
+        &mut self,
+        control: ControlId,
+        request: Request,
+        data: &mut [u8],
+    ) -> Result<(), XuError>;
     /// The brightness of the next `frames` frames (fewer when the camera stops delivering).
     fn burst(&mut self, frames: usize) -> Result<Vec<Exposure>, String>;
     /// Time since discovery started (the real device reads a clock; a simulated one counts).
@@ -245,7 +249,10 @@ pub enum Fate {
     /// Written, did not help, put back and read back as it was.
     Restored,
     /// Written and could not be put back: the camera keeps `left` (when it could be read).
-    Unrestored { left: Option<Vec<u8>>, error: String },
+    Unrestored {
+        left: Option<Vec<u8>>,
+        error: String,
+    },
     /// Lights the emitter: left at the value found.
     Lights,
 }
@@ -291,9 +298,20 @@ impl Discovery {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
     Baseline(&'a BurstStats),
-    Control { control: ControlId, index: usize, of: usize },
-    Trying { control: ControlId, value: &'a [u8] },
-    Tried { control: ControlId, value: &'a [u8], lit: bool },
+    Control {
+        control: ControlId,
+        index: usize,
+        of: usize,
+    },
+    Trying {
+        control: ControlId,
+        value: &'a [u8],
+    },
+    Tried {
+        control: ControlId,
+        value: &'a [u8],
+        lit: bool,
+    },
 }
 
 /// Run discovery over `controls` (in this order): see the module documentation. `first` are
@@ -645,11 +663,26 @@ mod tests {
     }
 
     const ORDER: [ControlId; 5] = [
-        ControlId { unit: 3, selector: 1 },
-        ControlId { unit: 3, selector: 2 },
-        ControlId { unit: 4, selector: 1 },
-        ControlId { unit: 4, selector: 2 },
-        ControlId { unit: 4, selector: 6 },
+        ControlId {
+            unit: 3,
+            selector: 1,
+        },
+        ControlId {
+            unit: 3,
+            selector: 2,
+        },
+        ControlId {
+            unit: 4,
+            selector: 1,
+        },
+        ControlId {
+            unit: 4,
+            selector: 2,
+        },
+        ControlId {
+            unit: 4,
+            selector: 6,
+        },
     ];
 
     fn os_error(errno: rustix::io::Errno) -> io::Error {
@@ -746,16 +779,28 @@ mod tests {
     fn finds_the_emitter_at_get_max_and_puts_every_other_control_back() {
         let mut camera = gadget();
         let d = run(&mut camera, &Options::default());
-        let Outcome::Found { control, value, stats } = &d.outcome else {
+        let Outcome::Found {
+            control,
+            value,
+            stats,
+        } = &d.outcome
+        else {
             panic!("{:?}", d.outcome);
         };
         assert_eq!(*control, id(4, 6));
         assert_eq!(value, &[1, 3, 3, 0, 0, 0, 0, 0, 0]);
         assert!(stats.flashing, "{stats:?}");
         // The emitter is left lit, the decoy put back, the read-only control never written.
-        assert_eq!(camera.controls[&id(4, 6)].cur, vec![1, 3, 3, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            camera.controls[&id(4, 6)].cur,
+            vec![1, 3, 3, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(report(&d, id(4, 6)).fate, Fate::Lights);
-        assert_eq!(report(&d, id(4, 6)).tries.len(), 1, "GET_MAX is tried first");
+        assert_eq!(
+            report(&d, id(4, 6)).tries.len(),
+            1,
+            "GET_MAX is tried first"
+        );
         assert_eq!(camera.controls[&id(4, 1)].cur, vec![0]);
         assert_eq!(report(&d, id(4, 1)).fate, Fate::Restored);
         assert!(!report(&d, id(4, 1)).tries.is_empty());
@@ -799,7 +844,11 @@ mod tests {
     #[test]
     fn the_time_cap_stops_the_search_and_leaves_every_control_as_it_was() {
         let mut camera = gadget();
-        camera.controls.get_mut(&id(3, 2)).unwrap().sticks_after_first_set = false;
+        camera
+            .controls
+            .get_mut(&id(3, 2))
+            .unwrap()
+            .sticks_after_first_set = false;
         // Four bursts' worth: the baseline and three tries, then the cap.
         let cap = Duration::from_millis(2000);
         let d = run(
@@ -810,9 +859,17 @@ mod tests {
             },
         );
         assert_eq!(d.outcome, Outcome::TimedOut);
-        assert!(camera.clock <= cap + camera.burst_cost + Duration::from_millis(50), "{:?}", camera.clock);
+        assert!(
+            camera.clock <= cap + camera.burst_cost + Duration::from_millis(50),
+            "{:?}",
+            camera.clock
+        );
         for (control, c) in &camera.controls {
-            let original = if *control == id(3, 2) { vec![5] } else { vec![0; c.cur.len()] };
+            let original = if *control == id(3, 2) {
+                vec![5]
+            } else {
+                vec![0; c.cur.len()]
+            };
             assert_eq!(c.cur, original, "{control}");
         }
         assert_eq!(d.unrestored().count(), 0);
@@ -832,18 +889,32 @@ mod tests {
     #[test]
     fn a_known_setting_is_tried_before_the_search() {
         let mut camera = gadget();
-        camera.controls.get_mut(&id(4, 6)).unwrap().lights_at = Some(vec![1, 3, 2, 0, 0, 0, 0, 0, 0]);
+        camera.controls.get_mut(&id(4, 6)).unwrap().lights_at =
+            Some(vec![1, 3, 2, 0, 0, 0, 0, 0, 0]);
         let known = [(id(4, 6), vec![1, 3, 2, 0, 0, 0, 0, 0, 0])];
-        let d = discover(&mut camera, &[id(4, 6), id(4, 1)], &known, &Options::default(), &mut |_| {});
+        let d = discover(
+            &mut camera,
+            &[id(4, 6), id(4, 1)],
+            &known,
+            &Options::default(),
+            &mut |_| {},
+        );
         assert!(matches!(d.outcome, Outcome::Found { control, .. } if control == id(4, 6)));
-        assert_eq!(camera.writes, vec![(id(4, 6), vec![1, 3, 2, 0, 0, 0, 0, 0, 0])]);
+        assert_eq!(
+            camera.writes,
+            vec![(id(4, 6), vec![1, 3, 2, 0, 0, 0, 0, 0, 0])]
+        );
     }
 
     #[test]
     fn nothing_that_lights_means_not_found_with_everything_restored() {
         let mut camera = gadget();
         camera.controls.get_mut(&id(4, 6)).unwrap().lights_at = None;
-        camera.controls.get_mut(&id(3, 2)).unwrap().sticks_after_first_set = false;
+        camera
+            .controls
+            .get_mut(&id(3, 2))
+            .unwrap()
+            .sticks_after_first_set = false;
         let d = run(&mut camera, &Options::default());
         assert_eq!(d.outcome, Outcome::NotFound);
         assert!(!camera.writes.is_empty());
@@ -856,7 +927,14 @@ mod tests {
         let len = 9;
         let zero = vec![0u8; len];
         let max = [1, 3, 3, 0, 0, 0, 0, 0, 0];
-        let c = candidates(len, &zero, Some(&zero), Some(&max), Some(&[1; 9]), Some(&zero));
+        let c = candidates(
+            len,
+            &zero,
+            Some(&zero),
+            Some(&max),
+            Some(&[1; 9]),
+            Some(&zero),
+        );
         assert_eq!(c[0], max.to_vec());
         assert!(c.len() <= MAX_CANDIDATES);
         assert!(!c.contains(&zero));
@@ -875,13 +953,22 @@ mod tests {
             vec![vec![1, 3, 3], vec![1, 0, 0]]
         );
         // Wrong-length answers are ignored rather than trusted.
-        assert_eq!(candidates(2, &[0, 0], None, Some(&[9]), None, None), vec![vec![1, 0]]);
+        assert_eq!(
+            candidates(2, &[0, 0], None, Some(&[9]), None, None),
+            vec![vec![1, 0]]
+        );
     }
 
     #[test]
     fn judging_needs_lit_frames_the_baseline_lacked() {
-        let dark = Exposure { mean: 2.0, dark_fraction: 0.99 };
-        let lit = Exposure { mean: 120.0, dark_fraction: 0.1 };
+        let dark = Exposure {
+            mean: 2.0,
+            dark_fraction: 0.99,
+        };
+        let lit = Exposure {
+            mean: 120.0,
+            dark_fraction: 0.1,
+        };
         let all_dark = BurstStats::of(&[dark; 10]);
         let flashing = BurstStats::of(&[lit, dark, lit, dark, lit, dark, lit, dark]);
         let steady = BurstStats::of(&[lit; 8]);
@@ -896,25 +983,56 @@ mod tests {
         mostly[4] = lit;
         assert!(!judge(&all_dark, &BurstStats::of(&mostly)));
         // A lit face on a black background: most pixels stay dark, the brightness tells.
-        let face = Exposure { mean: 70.0, dark_fraction: 0.7 };
+        let face = Exposure {
+            mean: 70.0,
+            dark_fraction: 0.7,
+        };
         assert!(judge(&all_dark, &BurstStats::of(&[face; 8])));
         // Daylight with the exposure drifting by 20 levels is not an emitter.
-        let day = BurstStats::of(&[Exposure { mean: 100.0, dark_fraction: 0.05 }; 8]);
-        let brighter_day = BurstStats::of(&[Exposure { mean: 120.0, dark_fraction: 0.04 }; 8]);
+        let day = BurstStats::of(
+            &[Exposure {
+                mean: 100.0,
+                dark_fraction: 0.05,
+            }; 8],
+        );
+        let brighter_day = BurstStats::of(
+            &[Exposure {
+                mean: 120.0,
+                dark_fraction: 0.04,
+            }; 8],
+        );
         assert!(!judge(&day, &brighter_day));
     }
 
     #[test]
     fn a_threshold_is_learnt_only_when_lit_and_unlit_frames_are_apart() {
-        let dark = Exposure { mean: 2.0, dark_fraction: 0.95 };
-        let lit = Exposure { mean: 120.0, dark_fraction: 0.25 };
-        assert_eq!(learn_dark_threshold(&[dark; 4], &[lit, dark, lit]), Some(60.0));
-        let grey = Exposure { mean: 40.0, dark_fraction: 0.55 };
-        let dim = Exposure { mean: 40.0, dark_fraction: 0.6 };
+        let dark = Exposure {
+            mean: 2.0,
+            dark_fraction: 0.95,
+        };
+        let lit = Exposure {
+            mean: 120.0,
+            dark_fraction: 0.25,
+        };
+        assert_eq!(
+            learn_dark_threshold(&[dark; 4], &[lit, dark, lit]),
+            Some(60.0)
+        );
+        let grey = Exposure {
+            mean: 40.0,
+            dark_fraction: 0.55,
+        };
+        let dim = Exposure {
+            mean: 40.0,
+            dark_fraction: 0.6,
+        };
         assert_eq!(learn_dark_threshold(&[grey], &[dim]), None);
         // A lit face on black: 70% of its pixels are dark, so the default 60 would skip it; the
         // learnt threshold keeps it.
-        let face = Exposure { mean: 70.0, dark_fraction: 0.70 };
+        let face = Exposure {
+            mean: 70.0,
+            dark_fraction: 0.70,
+        };
         let t = learn_dark_threshold(&[dark; 4], &[face; 4]).unwrap();
         assert!(t > 70.0 && t < 95.0, "{t}");
         assert_eq!(learn_dark_threshold(&[], &[lit]), None);

@@ -180,16 +180,15 @@ pub struct KnownCamera {
 
 /// Cameras whose emitter control has been published. Entries are only ever tried first; the
 /// frames decide.
-pub const KNOWN_CAMERAS: &[KnownCamera] = &[
-    KnownCamera {
-        vendor: 0x04f2,
-        product: 0xb6d9,
-        unit: 14,
-        selector: 6,
-        value: &[1, 3, 3, 0, 0, 0, 0, 0, 0],
-        source: "Chicony integrated IR camera; the setting users of linux-enable-ir-emitter report for it",
-    },
-];
+pub const KNOWN_CAMERAS: &[KnownCamera] = &[KnownCamera {
+    vendor: 0x04f2,
+    product: 0xb6d9,
+    unit: 14,
+    selector: 6,
+    value: &[1, 3, 3, 0, 0, 0, 0, 0, 0],
+    source:
+        "Chicony integrated IR camera; the setting users of linux-enable-ir-emitter report for it",
+}];
 
 /// The known settings for a USB vendor:product, as discovery's first candidates.
 pub fn known_settings(vendor: u16, product: u16) -> Vec<(ControlId, Vec<u8>)> {
@@ -245,7 +244,13 @@ mod tests {
         let (v, p) = parse_usb_id("04f2:b6d9").unwrap();
         let known = known_settings(v, p);
         assert_eq!(known.len(), 1);
-        assert_eq!(known[0].0, ControlId { unit: 14, selector: 6 });
+        assert_eq!(
+            known[0].0,
+            ControlId {
+                unit: 14,
+                selector: 6
+            }
+        );
         assert!(known_settings(0x1d6b, 0x0102).is_empty());
         assert_eq!(parse_usb_id("1d6b"), None);
         assert_eq!(parse_usb_id("zz:01"), None);

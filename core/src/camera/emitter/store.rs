@@ -71,7 +71,10 @@ impl Entry {
         let value = parse_hex(&self.value)
             .ok_or_else(|| format!("{}: value {:?} is not hex bytes", self.device, self.value))?;
         if value.len() > usize::from(MAX_CONTROL_LEN) {
-            return Err(format!("{}: value longer than {MAX_CONTROL_LEN} bytes", self.device));
+            return Err(format!(
+                "{}: value longer than {MAX_CONTROL_LEN} bytes",
+                self.device
+            ));
         }
         if self.unit == 0 {
             return Err(format!("{}: unit 0 is not an extension unit", self.device));
@@ -95,7 +98,12 @@ impl Entry {
         })
     }
 
-    pub fn new(device: String, usb: Option<String>, setting: &EmitterSetting, origin: &str) -> Entry {
+    pub fn new(
+        device: String,
+        usb: Option<String>,
+        setting: &EmitterSetting,
+        origin: &str,
+    ) -> Entry {
         Entry {
             device,
             usb,
@@ -277,7 +285,13 @@ mod tests {
         assert_eq!(back, s);
         let setting = back.entries[0].setting().unwrap();
         assert_eq!(setting.value, vec![1, 3, 3, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(setting.control, ControlId { unit: 4, selector: 6 });
+        assert_eq!(
+            setting.control,
+            ControlId {
+                unit: 4,
+                selector: 6
+            }
+        );
         assert_eq!(setting.dark_threshold, Some(42.5));
         // Replacing keeps one entry per device; removing by name.
         let mut s = back;
@@ -300,7 +314,10 @@ mod tests {
         s.save(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
         let err = Settings::load(&path).unwrap_err();
-        assert!(matches!(err, StoreError::Untrusted(TrustError::Writable { .. })), "{err}");
+        assert!(
+            matches!(err, StoreError::Untrusted(TrustError::Writable { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod go-w"), "{err}");
         // A group-writable directory refuses saving too.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -328,7 +345,10 @@ mod tests {
         s.save(&path).unwrap();
         std::os::unix::fs::chown(&path, Some(crate::confine::NOBODY), None).unwrap();
         let err = Settings::load(&path).unwrap_err();
-        assert!(matches!(err, StoreError::Untrusted(TrustError::NotOwned { .. })), "{err}");
+        assert!(
+            matches!(err, StoreError::Untrusted(TrustError::NotOwned { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("chown root:root"), "{err}");
     }
 
@@ -362,7 +382,10 @@ mod tests {
         let by_path = dev.join("v4l/by-path/pci-0000:00:14.0-usb-0:5:1.2-video-index0");
         std::os::unix::fs::symlink(dev.join("video2"), &by_path).unwrap();
         let v4l = dev.join("v4l");
-        assert_eq!(device_key_in(&v4l, &dev.join("video2")), by_id.display().to_string());
+        assert_eq!(
+            device_key_in(&v4l, &dev.join("video2")),
+            by_id.display().to_string()
+        );
         assert_eq!(device_key_in(&v4l, &by_path), by_id.display().to_string());
         std::fs::write(dev.join("video7"), "").unwrap();
         assert_eq!(
