@@ -413,14 +413,20 @@ fn once(source: Scripted) -> OpenSource {
     })
 }
 
-/// [`attempt_outcome`] with a stored enrolment and `source` as the camera.
-fn authenticate_with(config: &Config, source: Scripted) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
+/// `config` with its store in `dir` holding [`enrolment`].
+fn with_stored_enrolment(config: &Config, dir: &Path) -> Config {
     let mut config = config.clone();
-    config.storage.faces_dir = dir.path().join("faces");
+    config.storage.faces_dir = dir.join("faces");
     Store::new(&config.storage.faces_dir)
         .save(&enrolment())
         .unwrap();
+    config
+}
+
+/// [`attempt_outcome`] with a stored enrolment and `source` as the camera.
+fn authenticate_with(config: &Config, source: Scripted) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let config = with_stored_enrolment(config, dir.path());
     attempt_outcome(
         &config,
         Box::leak(Box::new(EngineCache::new())),
@@ -469,11 +475,7 @@ fn require_ir_does_not_apply_to_replays_of_files() {
     assert!(source.camera().is_none());
     assert!(base_config().camera.require_ir);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = base_config();
-    config.storage.faces_dir = dir.path().join("faces");
-    Store::new(&config.storage.faces_dir)
-        .save(&enrolment())
-        .unwrap();
+    let config = with_stored_enrolment(&base_config(), dir.path());
     let lines = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = std::sync::Arc::clone(&lines);
     let outcome = attempt_outcome(
@@ -541,11 +543,7 @@ fn a_source_stalled_in_open_holds_up_no_later_attempt_and_leaks_no_thread() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut config = base_config();
-    config.storage.faces_dir = dir.path().join("faces");
-    Store::new(&config.storage.faces_dir)
-        .save(&enrolment())
-        .unwrap();
+    let config = with_stored_enrolment(&base_config(), dir.path());
     // The engine fixture above is loaded: what remains is the process's own threads.
     let baseline = thread_count();
     let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
@@ -676,11 +674,7 @@ fn faulty_twice(
     check: impl Fn(&Outcome) -> bool,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = base_config();
-    config.storage.faces_dir = dir.path().join("faces");
-    Store::new(&config.storage.faces_dir)
-        .save(&enrolment())
-        .unwrap();
+    let config = with_stored_enrolment(&base_config(), dir.path());
     let engines: &'static EngineCache = Box::leak(Box::new(EngineCache::new()));
     let (release, held) = std::sync::mpsc::channel::<()>();
     let held = std::sync::Arc::new(std::sync::Mutex::new(held));
