@@ -50,17 +50,20 @@ impl Drop for Mount {
     }
 }
 
-fn add(env: &Env, person: &str) -> std::process::Output {
-    let source = file_source(&chips(person)[3..6]);
-    env.run(&[
-        "add",
-        "--user",
-        "root",
-        "--source",
-        &source,
-        "--samples",
-        "3",
-    ])
+/// `facekey add` again fails for `reason`, and the enrolment is still `before`.
+fn add_is_refused_keeping(env: &Env, before: &[u8], reason: &str) {
+    let out = env.enrol("root", "John_Simm");
+    assert!(!out.status.success(), "add succeeded: {}", text(&out));
+    assert!(
+        stderr(&out).contains(reason),
+        "the reason {reason:?} is not given: {}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(env.store_file("root")).unwrap(),
+        before,
+        "the previous enrolment changed"
+    );
 }
 
 /// The names in the store folder (a temporary file left behind would show here).
@@ -92,22 +95,7 @@ fn add_on_a_full_or_read_only_store_keeps_the_previous_enrolment_and_says_why() 
         .status()
         .unwrap();
     assert!(!status.success(), "dd should stop at a full file system");
-    let out = add(&env, "John_Simm");
-    assert!(
-        !out.status.success(),
-        "add on a full store succeeded: {}",
-        text(&out)
-    );
-    assert!(
-        stderr(&out).contains("No space left on device"),
-        "the reason is not given: {}",
-        text(&out)
-    );
-    assert_eq!(
-        std::fs::read(&file).unwrap(),
-        before,
-        "the previous enrolment changed"
-    );
+    add_is_refused_keeping(&env, &before, "No space left on device");
     assert_eq!(
         names(&faces),
         [".filler", "root.toml"],
@@ -121,21 +109,6 @@ fn add_on_a_full_or_read_only_store_keeps_the_previous_enrolment_and_says_why() 
 
     // Read-only: refused with the reason, the enrolment untouched.
     mount.read_only();
-    let out = add(&env, "John_Simm");
-    assert!(
-        !out.status.success(),
-        "add on a read-only store succeeded: {}",
-        text(&out)
-    );
-    assert!(
-        stderr(&out).contains("Read-only file system"),
-        "the reason is not given: {}",
-        text(&out)
-    );
-    assert_eq!(
-        std::fs::read(&file).unwrap(),
-        before,
-        "the previous enrolment changed"
-    );
+    add_is_refused_keeping(&env, &before, "Read-only file system");
     assert_eq!(names(&faces), ["root.toml"]);
 }
