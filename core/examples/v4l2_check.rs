@@ -12,6 +12,9 @@
 //! - MJPG, which vivid does not offer, is reported as "not offered";
 //! - a second open of a streaming node waits (EBUSY) and gives up at its deadline with the busy
 //!   reason, and gets frames once the first one is released;
+//! - the same two in a confined child (`confine::run_confined`, as `facekey-check` and the CLI decide): the retry
+//!   of a camera that was busy at open is made under the seccomp filter, and must not be killed by it;
+//! - a program started while the camera streams does not hold the node (it is opened close-on-exec);
 //! - frames handed over are fresh even after the caller was away (no stale buffers), timestamps
 //!   rise, a deadline already passed returns at once, rotation turns the picture;
 //! - require_ir refuses vivid (a colour camera) with the reason;
@@ -220,6 +223,13 @@ fn check_format(checks: &mut Checks, device: &Path, format: PixelFormat) {
 }
 
 fn main() {
+    // The helper programs the checks start: this binary again, in another role.
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--hold") => hold(Path::new(&args[2]), args[3].parse().unwrap_or(1000)),
+        Some("--list-fds") => list_fds(),
+        _ => {}
+    }
     let device = PathBuf::from(
         std::env::args()
             .nth(1)
@@ -388,6 +398,9 @@ fn main() {
         }
     }
 
+    check_busy_confined(&mut checks, &device);
+    check_not_inherited(&mut checks, &device);
+
     // Freshness, a passed deadline, rotation, require_ir.
     match Camera::open(
         &device,
@@ -466,6 +479,196 @@ fn main() {
 
     println!("RESULT: {} checks, {} failed", checks.run, checks.failed);
     std::process::exit(if checks.failed == 0 { 0 } else { 1 });
+}
+
+/// `--hold DEVICE MS`: stream from the camera, say `HOLDING` once a frame came, keep it for MS ms, exit.
+fn hold(device: &Path, ms: u64) -> ! {
+    use std::io::Write;
+    let code = match Camera::open(device, &settings(PixelFormat::Yuyv)) {
+        Ok(mut camera) => match camera.next_frame(Instant::now() + Duration::from_secs(5)) {
+            Ok(Some(_)) => {
+                println!("HOLDING");
+                let _ = std::io::stdout().flush();
+                std::thread::sleep(Duration::from_millis(ms));
+                0
+            }
+            other => {
+                println!("no frame: {other:?}");
+                1
+            }
+        },
+        Err(e) => {
+            println!("cannot open: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+/// `--list-fds`: print where each open descriptor of this process leads, one per line.
+fn list_fds() -> ! {
+    for entry in std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            println!(
+                "{} {}",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            );
+        }
+    }
+    std::process::exit(0)
+}
+
+/// Start this binary as `--hold DEVICE MS` and wait for it to stream.
+fn start_holder(device: &Path, ms: u64) -> Result<std::process::Child, String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("/proc/self/exe")
+        .arg("--hold")
+        .arg(device)
+        .arg(ms.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the holder: {e}"))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    if line.trim() == "HOLDING" {
+        Ok(child)
+    } else {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!("the holder did not stream: {}", line.trim()))
+    }
+}
+
+/// The busy checks again, with the waiting camera in a confined child: opened while privileged, retried (format,
+/// rate, buffers, stream on) after the seccomp filter is in place.
+fn check_busy_confined(checks: &mut Checks, device: &Path) {
+    use facekey_core::confine::{self, Confinement};
+    let give_up = "busy until the deadline, confined";
+    let retried = "busy camera retried until released, confined";
+    let mut holder = match start_holder(device, 1500) {
+        Ok(child) => child,
+        Err(e) => {
+            checks.check(give_up, false, &e);
+            checks.check(retried, false, e);
+            return;
+        }
+    };
+    let released_at = Instant::now() + Duration::from_millis(1500);
+    let open = || Camera::open(device, &settings(PixelFormat::Yuyv)).map_err(|e| e.to_string());
+    let ran = confine::run_confined(
+        Instant::now() + Duration::from_secs(3),
+        &Confinement::default(),
+        open,
+        |opened| -> (bool, String) {
+            let mut camera = match opened {
+                Ok(camera) => camera,
+                Err(e) => return (false, format!("open: {e}")),
+            };
+            let start = Instant::now();
+            let result = camera.next_frame(start + Duration::from_millis(400));
+            let waited = start.elapsed();
+            let ok = !camera.info().streaming
+                && matches!(result, Err(SourceError::Busy { .. }))
+                && waited >= Duration::from_millis(400)
+                && waited < Duration::from_millis(900);
+            (ok, format!("{result:?} after {} ms", waited.as_millis()))
+        },
+    );
+    match ran {
+        Ok(ran) => checks.check(give_up, ran.value.0, ran.value.1),
+        Err(e) => checks.check(give_up, false, e.to_string()),
+    };
+    let ran = confine::run_confined(
+        Instant::now() + Duration::from_secs(8),
+        &Confinement::default(),
+        open,
+        |opened| -> (bool, String) {
+            let mut camera = match opened {
+                Ok(camera) => camera,
+                Err(e) => return (false, format!("open: {e}")),
+            };
+            let start = Instant::now();
+            let result = camera.next_frame(start + Duration::from_secs(5));
+            let busy = camera.info().counters.busy;
+            let ok = matches!(result, Ok(Some(_))) && busy > 0;
+            let got = match &result {
+                Ok(Some(f)) => format!("a {}x{} frame", f.width, f.height),
+                other => format!("{other:?}"),
+            };
+            (
+                ok,
+                format!(
+                    "{got} after {} ms, {busy} busy attempt(s)",
+                    start.elapsed().as_millis()
+                ),
+            )
+        },
+    );
+    let waited_for_release = Instant::now() >= released_at;
+    match ran {
+        Ok(ran) => checks.check(retried, ran.value.0 && waited_for_release, ran.value.1),
+        Err(e) => checks.check(retried, false, e.to_string()),
+    };
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+/// A program started while the camera streams (as sudo starts the command after authentication) does not hold
+/// the node: it was opened close-on-exec.
+fn check_not_inherited(checks: &mut Checks, device: &Path) {
+    let name = "a program started while the camera streams does not hold it";
+    let node = std::fs::canonicalize(device).unwrap_or_else(|_| device.to_path_buf());
+    let mut camera = match Camera::open(device, &settings(PixelFormat::Yuyv)) {
+        Ok(camera) => camera,
+        Err(e) => {
+            checks.check(name, false, e.to_string());
+            return;
+        }
+    };
+    let streaming = matches!(
+        camera.next_frame(Instant::now() + Duration::from_secs(5)),
+        Ok(Some(_))
+    );
+    // This process holds the node (the check would prove nothing otherwise).
+    let ours = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == node))
+        .count();
+    let listed = std::process::Command::new("/proc/self/exe")
+        .arg("--list-fds")
+        .output();
+    match listed {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            let held = lines
+                .iter()
+                .filter(|l| l.split_once(' ').is_some_and(|(_, t)| Path::new(t) == node))
+                .count();
+            checks.check(
+                name,
+                streaming && ours > 0 && !lines.is_empty() && held == 0,
+                format!(
+                    "this process holds {} {ours} time(s), streaming {streaming}; the child has {} descriptor(s), {held} on it",
+                    node.display(),
+                    lines.len()
+                ),
+            );
+        }
+        Err(e) => {
+            checks.check(name, false, format!("cannot start a program: {e}"));
+        }
+    }
+    drop(camera);
 }
 
 /// vivid unbound from its driver while streaming, as a camera pulled out mid-capture: the next reads end with an

@@ -333,18 +333,25 @@ fn restrict_filesystem(confinement: &Confinement) -> Result<LandlockReport, Conf
     })
 }
 
-// V4L2 streaming requests the camera's capture loop makes on its open descriptor
-// (camera/stream.rs): queue, dequeue, buffer queries, stream off and freeing the buffers on drop.
-// Not VIDIOC_S_CTRL / S_EXT_CTRLS and not UVCIOC_CTRL_QUERY: the confined part cannot change the
-// camera's controls or write extension units. (The casts matter where v4l types requests as int.)
+// V4L2 requests the camera makes on its open descriptor once confined (camera/stream.rs and
+// camera/node.rs): queue, dequeue, buffer queries, stream on and off, freeing the buffers on drop;
+// and the setup a camera that was busy at open repeats when it is retried (format, rate, exposure)
+// and the exposure it puts back when dropped. VIDIOC_S_CTRL reaches only standard controls, each
+// checked by the driver against its range; not UVCIOC_CTRL_QUERY, so the confined part cannot write
+// an extension unit. (The casts matter where v4l types requests as int.)
 #[allow(clippy::unnecessary_cast)]
-const V4L2_STREAMING: [u64; 6] = [
+const V4L2_CAPTURE: [u64; 11] = [
     v4l::v4l2::vidioc::VIDIOC_QBUF as u64,
     v4l::v4l2::vidioc::VIDIOC_DQBUF as u64,
     v4l::v4l2::vidioc::VIDIOC_QUERYBUF as u64,
     v4l::v4l2::vidioc::VIDIOC_STREAMON as u64,
     v4l::v4l2::vidioc::VIDIOC_STREAMOFF as u64,
     v4l::v4l2::vidioc::VIDIOC_REQBUFS as u64,
+    v4l::v4l2::vidioc::VIDIOC_S_FMT as u64,
+    v4l::v4l2::vidioc::VIDIOC_G_PARM as u64,
+    v4l::v4l2::vidioc::VIDIOC_S_PARM as u64,
+    v4l::v4l2::vidioc::VIDIOC_G_CTRL as u64,
+    v4l::v4l2::vidioc::VIDIOC_S_CTRL as u64,
 ];
 
 // UVCIOC_CTRL_QUERY (extension-unit controls, `camera::xu`) is deliberately absent: the stored
@@ -600,7 +607,7 @@ fn allow_list() -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::Error> {
         ),
         (
             libc::SYS_ioctl,
-            V4L2_STREAMING
+            V4L2_CAPTURE
                 .into_iter()
                 .chain(TERMINAL_QUERIES)
                 .map(|request| rule(vec![cond32(1, Op::Eq, request & 0xffff_ffff)?]))

@@ -9,8 +9,9 @@
 //! process or in a confined child, an optional per-frame observer) in, a [`policy::Verdict`] out. Below it,
 //! [`decision::decide`] decides on an engine already loaded and a source already open (benches, evaluation).
 //!
-//! Unsafe code is denied here except in `camera::stream`, the one place that maps V4L2 buffers, its
-//! neighbour `camera::xu` (the UVC extension-unit query), and the one `fork` in `confine::run_confined`.
+//! Unsafe code is denied here except in `camera::node` (the V4L2 node's open and setup ioctls),
+//! `camera::stream` (the buffer mappings), `camera::xu` (the UVC extension-unit query), and the one `fork`
+//! in `confine::run_confined`.
 #![deny(unsafe_code)]
 
 pub mod align;

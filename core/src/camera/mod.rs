@@ -27,10 +27,13 @@ pub mod devices;
 pub mod emitter;
 pub mod identity;
 pub mod negotiate;
-// The V4L2 ioctls and buffer mappings: the only unsafe code in the engine.
+// The node facekey opens and its setup ioctls; then the streaming ioctls and buffer mappings: with
+// `xu`, the only unsafe code in the engine.
+#[allow(unsafe_code)]
+mod node;
 #[allow(unsafe_code)]
 mod stream;
-// UVCIOC_CTRL_QUERY, on top of `stream`'s ioctl: unsafe too.
+// UVCIOC_CTRL_QUERY, on top of `node`'s ioctl: unsafe too.
 #[allow(unsafe_code)]
 pub mod xu;
 
@@ -39,9 +42,7 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use v4l::control::{Control, Value};
-use v4l::video::Capture;
-use v4l::{Device, FourCC};
+use node::{Device, FrameSizes, NodeCaps};
 
 pub use crate::frame::live::{CameraInfo, Counters, EmitterStatus};
 use crate::frame::{self, Frame, FrameSource, PixelFormat, Rotation, SourceError};
@@ -60,7 +61,7 @@ const BUFFERS: u32 = 4;
 // V4L2 control ids and values (linux/v4l2-controls.h; bindgen skips these computed macros).
 const CID_EXPOSURE_AUTO: u32 = 0x009a_0901;
 const CID_EXPOSURE_ABSOLUTE: u32 = 0x009a_0902;
-const EXPOSURE_MANUAL: i64 = 1;
+const EXPOSURE_MANUAL: i32 = 1;
 // linux/videodev2.h device capabilities.
 const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
 const CAP_VIDEO_CAPTURE_MPLANE: u32 = 0x0000_1000;
@@ -138,7 +139,7 @@ pub struct Camera {
     // Field order matters for Drop: the stream (in `state`) goes before the device closes.
     state: State,
     /// Exposure controls to put back when done, in the order they were changed.
-    restore: Vec<(u32, i64)>,
+    restore: Vec<(u32, i32)>,
     device: Device,
     settings: Settings,
     info: CameraInfo,
@@ -163,11 +164,12 @@ fn device_error(device: &Path, reason: impl Into<String>) -> SourceError {
 /// Open a node and say why not in a user's words.
 pub(crate) fn open_device(path: &Path) -> Result<Device, SourceError> {
     use std::os::unix::ffi::OsStrExt;
-    // v4l turns the path into a C string with unwrap(): a NUL byte would panic.
     if path.as_os_str().as_bytes().contains(&0) {
         return Err(device_error(path, "the device path contains a NUL byte"));
     }
-    let device = Device::with_path(path).map_err(|e| {
+    // Close-on-exec from the open itself: a program the PAM host starts (sudo's command) never
+    // inherits the camera, even one forked by another thread at that moment.
+    let device = Device::open(path).map_err(|e| {
         let reason = match e.kind() {
             io::ErrorKind::NotFound => {
                 "no such device (is the camera plugged in? `facekey devices` lists cameras)"
@@ -176,39 +178,19 @@ pub(crate) fn open_device(path: &Path) -> Result<Device, SourceError> {
             io::ErrorKind::PermissionDenied => {
                 "permission denied (cameras are open to root and the video group)".to_owned()
             }
+            io::ErrorKind::InvalidInput => {
+                format!("not a V4L2 device: {e} (a camera is a /dev/videoN node: `facekey devices` lists them)")
+            }
             _ => format!("cannot open: {e}"),
         };
         device_error(path, reason)
     })?;
-    stream::set_cloexec(device.handle().fd())
-        .map_err(|e| device_error(path, format!("cannot set close-on-exec: {e}")))?;
-    ensure_nonblocking(fd_of(&device))
-        .map_err(|e| device_error(path, format!("cannot make the device non-blocking: {e}")))?;
     Ok(device)
 }
 
-/// Make sure the node is `O_NONBLOCK` (v4l opens it so today; this does not rely on it), so that
-/// `VIDIOC_DQBUF` with no frame ready answers EAGAIN instead of waiting for one.
-fn ensure_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    use rustix::fs::OFlags;
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    if !flags.contains(OFlags::NONBLOCK) {
-        rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
-    }
-    if rustix::fs::fcntl_getfl(fd)?.contains(OFlags::NONBLOCK) {
-        Ok(())
-    } else {
-        Err(io::Error::other("O_NONBLOCK did not stick"))
-    }
-}
-
-fn fd_of(device: &Device) -> BorrowedFd<'_> {
-    stream::borrow_fd(device)
-}
-
 /// The node's capabilities, checked to be a single-planar streaming capture node.
-pub(crate) fn capture_caps(device: &Device, path: &Path) -> Result<stream::NodeCaps, SourceError> {
-    let caps = stream::query_caps(fd_of(device)).map_err(|e| {
+pub(crate) fn capture_caps(device: &Device, path: &Path) -> Result<NodeCaps, SourceError> {
+    let caps = device.caps().map_err(|e| {
         if e.raw_os_error() == Some(rustix::io::Errno::NOTTY.raw_os_error()) {
             device_error(path, "not a V4L2 device")
         } else {
@@ -238,16 +220,16 @@ pub(crate) fn capture_caps(device: &Device, path: &Path) -> Result<stream::NodeC
 /// Every capture format of the node with its sizes and top rate at each size. `wanted` picks the
 /// size reported for drivers that describe sizes as ranges.
 pub fn enumerate(device: &Device, wanted: (u32, u32)) -> Vec<FormatOffer> {
-    let formats = device.enum_formats().unwrap_or_default();
-    formats
+    device
+        .formats()
         .into_iter()
         .map(|desc| {
             let code = desc.fourcc;
             let mut sizes = Vec::new();
-            for size in device.enum_framesizes(code).unwrap_or_default() {
-                let points = match size.size {
-                    v4l::framesize::FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
-                    v4l::framesize::FrameSizeEnum::Stepwise(s) => {
+            for size in device.frame_sizes(code) {
+                let points = match size {
+                    FrameSizes::Discrete { width, height } => vec![(width, height)],
+                    FrameSizes::Range { min, max, step } => {
                         let snap = |v: u32, min: u32, max: u32, step: u32| {
                             let step = step.max(1);
                             let v = v.clamp(min, max.max(min));
@@ -255,11 +237,11 @@ pub fn enumerate(device: &Device, wanted: (u32, u32)) -> Vec<FormatOffer> {
                         };
                         let mut points = vec![
                             (
-                                snap(wanted.0, s.min_width, s.max_width, s.step_width),
-                                snap(wanted.1, s.min_height, s.max_height, s.step_height),
+                                snap(wanted.0, min.0, max.0, step.0),
+                                snap(wanted.1, min.1, max.1, step.1),
                             ),
-                            (s.min_width, s.min_height),
-                            (s.max_width, s.max_height),
+                            min,
+                            max,
                         ];
                         points.dedup();
                         points
@@ -274,7 +256,7 @@ pub fn enumerate(device: &Device, wanted: (u32, u32)) -> Vec<FormatOffer> {
                 }
             }
             FormatOffer {
-                fourcc: code.repr,
+                fourcc: code,
                 description: desc.description,
                 sizes,
             }
@@ -282,20 +264,12 @@ pub fn enumerate(device: &Device, wanted: (u32, u32)) -> Vec<FormatOffer> {
         .collect()
 }
 
-fn rate(f: &v4l::Fraction) -> Option<f64> {
-    (f.numerator > 0).then(|| f64::from(f.denominator) / f64::from(f.numerator))
-}
-
 /// The fastest rate a format offers at a size.
-fn top_rate(device: &Device, code: FourCC, width: u32, height: u32) -> Option<f64> {
+fn top_rate(device: &Device, code: [u8; 4], width: u32, height: u32) -> Option<f64> {
     device
-        .enum_frameintervals(code, width, height)
-        .ok()?
-        .iter()
-        .filter_map(|i| match &i.interval {
-            v4l::frameinterval::FrameIntervalEnum::Discrete(f) => rate(f),
-            v4l::frameinterval::FrameIntervalEnum::Stepwise(s) => rate(&s.min),
-        })
+        .intervals(code, width, height)
+        .into_iter()
+        .filter_map(|i| i.top_rate())
         .reduce(f64::max)
 }
 
@@ -330,7 +304,7 @@ impl Camera {
         let emitter = settings.emitter.as_ref().map(|stored| match stored {
             Ok(setting) => EmitterStatus {
                 setting: setting.to_string(),
-                applied: emitter::apply(fd_of(&device), setting).map_err(|e| e.to_string()),
+                applied: emitter::apply(device.fd(), setting).map_err(|e| e.to_string()),
                 dark_threshold: setting.dark_threshold,
             },
             Err(e) => EmitterStatus {
@@ -399,7 +373,7 @@ impl Camera {
 
     /// The open node, for extension-unit queries ([`xu`]) while streaming.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        fd_of(&self.device)
+        self.device.fd()
     }
 
     /// Set the format, rate and exposure, then map the buffers and start streaming.
@@ -407,12 +381,10 @@ impl Camera {
         let path = self.info.device.clone();
         let fail = |reason: String| StartError::Failed(device_error(&path, reason));
         let choice = self.info.asked;
-        let wanted = v4l::Format::new(
-            choice.width,
-            choice.height,
-            FourCC::new(&choice.format.fourcc()),
-        );
-        let set = match self.device.set_format(&wanted) {
+        let set = match self
+            .device
+            .set_format(choice.format.fourcc(), choice.width, choice.height)
+        {
             Ok(set) => set,
             Err(e) if is_busy(&e) => return Err(StartError::Busy),
             Err(e) => {
@@ -424,11 +396,11 @@ impl Camera {
         };
         // What the driver set is what its frames hold, whatever was asked: vivid answers YUYV
         // to a request for MJPG.
-        let Some(format) = PixelFormat::from_fourcc(set.fourcc.repr) else {
+        let Some(format) = PixelFormat::from_fourcc(set.fourcc) else {
             return Err(fail(format!(
                 "asked for {}, the driver set {}, which facekey cannot decode",
                 choice.format,
-                frame::fourcc_text(set.fourcc.repr)
+                frame::fourcc_text(set.fourcc)
             )));
         };
         let mut notes = Vec::new();
@@ -457,18 +429,17 @@ impl Camera {
         let frame_bytes = frame::decode::check_layout(format, set.width, set.height, stride)
             .map_err(|e| fail(format!("the driver set a frame facekey refuses: {e}")))?;
         if let Some(fps) = choice.fps {
-            let params = v4l::video::capture::Parameters::with_fps(fps);
-            if let Err(e) = self.device.set_params(&params) {
+            if let Err(e) = self.device.set_rate(fps) {
                 notes.push(format!("cannot set {fps} frames per second: {e}"));
             }
         }
-        let fps = self.device.params().ok().and_then(|p| rate(&p.interval));
+        let fps = self.device.rate();
         if let Some(exposure) = self.settings.exposure {
             if self.restore.is_empty() {
                 self.set_exposure(exposure, &mut notes);
             }
         }
-        let stream = match MmapStream::start(fd_of(&self.device), BUFFERS) {
+        let stream = match MmapStream::start(self.device.fd(), BUFFERS) {
             Ok(stream) => stream,
             Err(e) if is_busy(&e) => return Err(StartError::Busy),
             Err(e) => return Err(fail(format!("cannot start streaming: {e}"))),
@@ -497,19 +468,13 @@ impl Camera {
     fn set_exposure(&mut self, value: u32, notes: &mut Vec<String>) {
         for (id, target) in [
             (CID_EXPOSURE_AUTO, EXPOSURE_MANUAL),
-            (CID_EXPOSURE_ABSOLUTE, i64::from(value)),
+            (
+                CID_EXPOSURE_ABSOLUTE,
+                i32::try_from(value).unwrap_or(i32::MAX),
+            ),
         ] {
             let before = match self.device.control(id) {
-                Ok(Control {
-                    value: Value::Integer(v),
-                    ..
-                }) => v,
-                Ok(_) => {
-                    notes.push(format!(
-                        "exposure not set: control {id:#x} is not an integer"
-                    ));
-                    return;
-                }
+                Ok(v) => v,
                 Err(e) => {
                     notes.push(format!(
                         "exposure not set: the camera has no control {id:#x} ({e})"
@@ -517,11 +482,7 @@ impl Camera {
                     return;
                 }
             };
-            let control = Control {
-                id,
-                value: Value::Integer(target),
-            };
-            if let Err(e) = self.device.set_control(control) {
+            if let Err(e) = self.device.set_control(id, target) {
                 notes.push(format!("exposure not set: control {id:#x} = {target}: {e}"));
                 return;
             }
@@ -695,10 +656,7 @@ impl Drop for Camera {
             since: Instant::now(),
         };
         for (id, value) in self.restore.drain(..).rev() {
-            let _ = self.device.set_control(Control {
-                id,
-                value: Value::Integer(value),
-            });
+            let _ = self.device.set_control(id, value);
         }
     }
 }
@@ -719,22 +677,6 @@ mod tests {
         assert!(!is_stale(Some(ms(900)), BUFFERS));
         // Ten seconds old: the timestamps are not on the monotonic clock.
         assert!(!is_stale(Some(Duration::from_secs(3600)), 0));
-    }
-
-    #[test]
-    fn a_descriptor_opened_blocking_is_made_non_blocking() {
-        use rustix::fs::OFlags;
-        let file = tempfile::tempfile().unwrap();
-        let fd = std::os::fd::AsFd::as_fd(&file);
-        assert!(!rustix::fs::fcntl_getfl(fd)
-            .unwrap()
-            .contains(OFlags::NONBLOCK));
-        ensure_nonblocking(fd).unwrap();
-        assert!(rustix::fs::fcntl_getfl(fd)
-            .unwrap()
-            .contains(OFlags::NONBLOCK));
-        // Already non-blocking: left so.
-        ensure_nonblocking(fd).unwrap();
     }
 
     #[test]

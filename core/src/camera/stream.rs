@@ -1,8 +1,8 @@
-//! The FFI edge of the camera: V4L2 ioctls on raw structs, memory-mapped capture buffers, poll.
+//! The FFI edge of capture: memory-mapped streaming buffers, queue and dequeue, poll (the node and
+//! its setup ioctls are in `node.rs`).
 //!
-//! Every `unsafe` block of facekey's capture path is in this file, each with the reason it holds.
-//! Everything it returns is owned, checked data: a device capability word, a dequeued buffer's
-//! metadata, a byte slice that lies inside a live mapping. It never blocks: the device is open
+//! Everything it returns is owned, checked data: a dequeued buffer's metadata, a byte slice that
+//! lies inside a live mapping. It never blocks: the device is open
 //! non-blocking, and waiting is `poll` with a timeout the caller derives from its deadline.
 //!
 //! Why not `v4l::io::mmap::Stream`: it queues the buffers and starts the stream only on the first
@@ -11,90 +11,19 @@
 //! happen inside a PAM module's host process.
 
 use std::io;
-use std::mem;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags};
-use v4l::v4l2;
 use v4l::v4l2::vidioc;
 use v4l::v4l_sys::{
     timeval, v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE as BUF_TYPE_VIDEO_CAPTURE, v4l2_buffer,
-    v4l2_capability, v4l2_memory_V4L2_MEMORY_MMAP as MEMORY_MMAP, v4l2_requestbuffers,
-    V4L2_BUF_FLAG_ERROR, V4L2_BUF_FLAG_TIMESTAMP_MASK, V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC,
-    V4L2_CAP_DEVICE_CAPS,
+    v4l2_memory_V4L2_MEMORY_MMAP as MEMORY_MMAP, v4l2_requestbuffers, V4L2_BUF_FLAG_ERROR,
+    V4L2_BUF_FLAG_TIMESTAMP_MASK, V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC,
 };
 
-/// Call one V4L2 ioctl whose argument is a plain-old-data struct, retrying when a signal
-/// interrupts it.
-///
-/// # Safety
-/// `request` must be an ioctl whose argument type is exactly `T` (the `vidioc` constants encode
-/// it), so the kernel reads and writes only within `*arg`.
-pub(super) unsafe fn ioctl<T>(
-    fd: RawFd,
-    request: vidioc::_IOC_TYPE,
-    arg: &mut T,
-) -> io::Result<()> {
-    loop {
-        // SAFETY: `arg` is a valid, exclusive reference to a `T`, which the caller promises is
-        // the argument type of `request`; the kernel does not keep the pointer after returning.
-        let result = unsafe { v4l2::ioctl(fd, request, arg as *mut T as *mut std::ffi::c_void) };
-        match result {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
-}
-
-/// A V4L2 struct with every byte zero: how the API expects them before the caller fills fields.
-fn zeroed<T: Zeroable>() -> T {
-    // SAFETY: `Zeroable` is only implemented below for bindgen structs of integers, arrays of
-    // integers and unions of those, for which all-zero bytes are a valid value.
-    unsafe { mem::zeroed() }
-}
-
-/// Marker for the V4L2 structs that may be zero-initialised.
-trait Zeroable {}
-impl Zeroable for v4l2_capability {}
-impl Zeroable for v4l2_buffer {}
-impl Zeroable for v4l2_requestbuffers {}
-
-/// What `VIDIOC_QUERYCAP` says about this node (not the whole physical device).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeCaps {
-    pub driver: String,
-    pub card: String,
-    pub bus: String,
-    /// `device_caps` when the driver reports it, else `capabilities`.
-    pub caps: u32,
-}
-
-/// `VIDIOC_QUERYCAP`. v4l's `query_caps` returns the capabilities of the whole physical device,
-/// which a UVC camera's metadata node shares with its capture node: only `device_caps` tells them
-/// apart.
-pub fn query_caps(fd: BorrowedFd<'_>) -> io::Result<NodeCaps> {
-    use std::os::fd::AsRawFd;
-    let mut caps: v4l2_capability = zeroed();
-    // SAFETY: VIDIOC_QUERYCAP takes a `struct v4l2_capability`.
-    unsafe { ioctl(fd.as_raw_fd(), vidioc::VIDIOC_QUERYCAP, &mut caps)? };
-    let text = |bytes: &[u8]| {
-        let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-        String::from_utf8_lossy(&bytes[..end]).into_owned()
-    };
-    let node_caps = if caps.capabilities & V4L2_CAP_DEVICE_CAPS != 0 {
-        caps.device_caps
-    } else {
-        caps.capabilities
-    };
-    Ok(NodeCaps {
-        driver: text(&caps.driver),
-        card: text(&caps.card),
-        bus: text(&caps.bus_info),
-        caps: node_caps,
-    })
-}
+use super::node::{ioctl, zeroed};
 
 /// One memory-mapped capture buffer.
 struct Mapping {
@@ -298,20 +227,4 @@ pub fn monotonic_now() -> Duration {
         t.tv_sec.max(0) as u64,
         t.tv_nsec.clamp(0, 999_999_999) as u32,
     )
-}
-
-/// The descriptor of a v4l device, borrowed for as long as the device lives.
-pub fn borrow_fd(device: &v4l::Device) -> BorrowedFd<'_> {
-    // SAFETY: the descriptor belongs to `device` (v4l closes it when the last handle drops), and
-    // the borrow cannot outlive `device`.
-    unsafe { BorrowedFd::borrow_raw(device.handle().fd()) }
-}
-
-/// Set close-on-exec on a descriptor v4l opened without it, so a program the PAM host starts
-/// (sudo's command) never inherits the camera.
-pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: `fd` is the v4l device's descriptor, open for the duration of this call.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
-    Ok(())
 }

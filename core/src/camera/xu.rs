@@ -157,7 +157,7 @@ pub fn query(
     // is valid for reads and writes of `size` bytes and is borrowed exclusively for this call; the
     // driver copies at most `size` bytes in or out and keeps no pointer after returning.
     unsafe {
-        super::stream::ioctl(
+        super::node::ioctl(
             fd.as_raw_fd(),
             UVCIOC_CTRL_QUERY as v4l::v4l2::vidioc::_IOC_TYPE,
             &mut raw,

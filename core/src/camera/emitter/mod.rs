@@ -71,7 +71,7 @@ pub fn apply(fd: BorrowedFd<'_>, setting: &EmitterSetting) -> Result<(), xu::XuE
 pub fn check_and_apply(node: &std::path::Path, setting: &EmitterSetting) -> Result<(), String> {
     let device = super::open_device(node).map_err(|e| e.to_string())?;
     super::capture_caps(&device, node).map_err(|e| e.to_string())?;
-    let fd = super::fd_of(&device);
+    let fd = device.fd();
     let at = |e: xu::XuError| format!("{}: {e}", node.display());
     let info = xu::info(fd, setting.control).map_err(at)?;
     if info & xu::INFO_SET == 0 {
