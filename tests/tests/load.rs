@@ -1,5 +1,5 @@
-//! 16 authentications at once through the real module and libpam: as 16 threads of one process (in process and
-//! through the helper) and as 16 processes. Eight ask for eight enrolled users with their face in view (each must
+//! 16 authentications at once through the real module and libpam: as 16 threads of one process and as 16
+//! processes, each in process and through the helper. Eight ask for eight enrolled users with their face in view (each must
 //! be PAM_SUCCESS); eight ask for one user with another face in view, so the rate limit (5 failures a minute) must
 //! let exactly five decide and refuse three, and count exactly five. Every call must answer within its timeout
 //! plus 250 ms; afterwards the process has no more threads, descriptors or children than before.
@@ -221,7 +221,7 @@ fn as_threads(what: &str, helper: Option<&Path>) {
 
 /// One test, so that the three runs are alone in this process: its threads, descriptors and children are theirs.
 #[test]
-fn sixteen_at_once_as_threads_in_process_through_the_helper_and_as_processes() {
+fn sixteen_at_once_as_threads_and_as_processes_in_process_and_through_the_helper() {
     if std::env::var_os(CHILD).is_some() {
         return child();
     }
@@ -229,7 +229,8 @@ fn sixteen_at_once_as_threads_in_process_through_the_helper_and_as_processes() {
     let helper = module::path().parent().unwrap().join("facekey-check");
     assert!(helper.is_file(), "{} was not built", helper.display());
     as_threads("16 threads, through the helper", Some(&helper));
-    as_processes();
+    as_processes("16 processes, in process", None);
+    as_processes("16 processes, through the helper", Some(&helper));
 }
 
 /// A child of [`as_processes`]: wait for the parent's go (its stdin closing), one call, one line of figures.
@@ -256,15 +257,15 @@ fn child() {
 }
 
 /// The 16 calls as 16 processes (this test binary again), started together.
-fn as_processes() {
-    let world = world(None);
+fn as_processes(what: &str, helper: Option<&Path>) {
+    let world = world(helper);
     let mut children: Vec<_> = plan()
         .into_iter()
         .map(|(service, user)| {
             Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "sixteen_at_once_as_threads_in_process_through_the_helper_and_as_processes",
+                    "sixteen_at_once_as_threads_and_as_processes_in_process_and_through_the_helper",
                     "--nocapture",
                 ])
                 .env(
@@ -307,7 +308,7 @@ fn as_processes() {
         peak = peak.max(f[4].parse::<u64>().unwrap());
     }
     check(
-        "16 processes (memory: the largest one)",
+        &format!("{what} (memory: the largest one)"),
         &world,
         &calls,
         peak,
