@@ -135,7 +135,7 @@ pub fn identify(
             .max_by(|a, b| {
                 (a.face.bbox[2] * a.face.bbox[3]).total_cmp(&(b.face.bbox[2] * b.face.bbox[3]))
             })
-            .map(|f| f.clone());
+            .cloned();
         let Some(subject) = subject else { continue };
         let counts = match liveness::face_crop(&image, &subject.face) {
             Some(crop) => {

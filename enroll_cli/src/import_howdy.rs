@@ -382,7 +382,8 @@ fn print_report(
         .map(|i| howdy_key(i).chars().count())
         .max()
         .unwrap_or(0);
-    let sections: [(&str, fn(&Outcome) -> bool); 4] = [
+    type Section = (&'static str, fn(&Outcome) -> bool);
+    let sections: [Section; 4] = [
         ("Mapped", |o| matches!(o, Outcome::Set { .. })),
         ("Already facekey's behaviour", |o| {
             matches!(o, Outcome::Always { .. })

@@ -279,6 +279,10 @@ fn open_source(config: &Config, spec: Option<&str>) -> CliResult<Box<dyn FrameSo
     Ok(source)
 }
 
+/// What the confined child of `facekey add` hands back: the embedder that made the samples, the samples, and
+/// the camera they came from (none for image files).
+type Captured = (EmbedderId, Vec<Vec<f32>>, Option<CameraIdentity>);
+
 /// `facekey add`: the frames are parsed and embedded in a confined child (the model files read and the source
 /// opened before it confines itself); this process reads and writes the enrolment.
 fn add(config: &Config, args: &AddArgs, verbose: bool) -> CliResult<()> {
@@ -303,7 +307,7 @@ fn add(config: &Config, args: &AddArgs, verbose: bool) -> CliResult<()> {
                 open_source(config, args.source.as_deref()),
             )
         },
-        |(files, source)| -> Result<(EmbedderId, Vec<Vec<f32>>, Option<CameraIdentity>), Failure> {
+        |(files, source)| -> Result<Captured, Failure> {
             let mut source = source?;
             let hint = source.frame_size_hint();
             let engine = files

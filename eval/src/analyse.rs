@@ -103,11 +103,14 @@ fn pixels_key(image: &RgbImage) -> u64 {
     h.finish()
 }
 
+/// One image's analysis: its hash and the faces found in it.
+type Analysed = (u64, Vec<AnalysedFace>);
+
 impl Cached {
     /// Analyse every image once with `engine`, on `threads` threads.
     pub fn new(engine: &Engine, images: &[RgbImage], threads: usize) -> Result<Cached> {
         let chunk = images.len().div_ceil(threads.max(1)).max(1);
-        let parts: Vec<Result<Vec<(u64, Vec<AnalysedFace>)>>> = std::thread::scope(|s| {
+        let parts: Vec<Result<Vec<Analysed>>> = std::thread::scope(|s| {
             let workers: Vec<_> = images
                 .chunks(chunk)
                 .map(|part| {

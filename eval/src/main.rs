@@ -390,7 +390,9 @@ fn decide_all(
         use facekey_core::engine::Analyser;
         facekey_core::rule::threshold(&config.matching, engine.calibrated_threshold())
     };
-    let load_set = |dir: &Path| -> Result<Vec<(String, Vec<(String, image::RgbImage)>)>> {
+    /// Each identity with its named images.
+    type Set = Vec<(String, Vec<(String, image::RgbImage)>)>;
+    let load_set = |dir: &Path| -> Result<Set> {
         let set = LabelledSet::read(dir)?;
         set.identities
             .iter()

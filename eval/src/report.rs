@@ -281,14 +281,13 @@ pub fn report(inp: &Inputs<'_>) -> Report {
     );
     let _ = writeln!(
         t,
-        "  {:<13} {:>2}  {:<34} {:<30} {:>6}  {:>8}  {}",
+        "  {:<13} {:>2}  {:<34} {:<30} {:>6}  {:>8}  FRR there",
         "rule",
         "k",
         format!("FAR at {:.3}", inp.threshold),
         format!("FRR at {:.3}", inp.threshold),
         "EER",
         "0-FAR t",
-        "FRR there"
     );
     let mut all = Vec::new();
     for rule in RULES {

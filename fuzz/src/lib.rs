@@ -14,8 +14,11 @@ use facekey_core::frame::decode::{self, PixelFormat, ALL_FORMATS, MAX_PIXELS};
 use facekey_core::{protocol, store, Engine};
 use image::RgbImage;
 
+/// A fuzz target: arbitrary bytes in, a panic or sanitizer report on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as the directories under `fuzz/libfuzzer/corpus` and `fuzz/regressions` name them.
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("decode", decode),
     ("store", store),
     ("config", config),
@@ -178,13 +181,15 @@ pub fn negotiate(data: &[u8]) {
                 .collect(),
         })
         .collect();
-    let mut settings = Settings::default();
-    settings.size = input.size;
-    settings.fps = input.fps;
-    settings.force_mjpeg = input.force_mjpeg;
-    settings.format = input
-        .format
-        .map(|i| ALL_FORMATS[usize::from(i) % ALL_FORMATS.len()]);
+    let settings = Settings {
+        size: input.size,
+        fps: input.fps,
+        force_mjpeg: input.force_mjpeg,
+        format: input
+            .format
+            .map(|i| ALL_FORMATS[usize::from(i) % ALL_FORMATS.len()]),
+        ..Settings::default()
+    };
     let _ = negotiate::looks_infrared(&offers);
     let _ = negotiate::offered_text(&offers);
     if let Ok(choice) = negotiate::choose(&offers, &settings) {
