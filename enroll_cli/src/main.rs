@@ -127,7 +127,7 @@ enum Command {
     /// Show the effective configuration, or check it.
     #[command(subcommand)]
     Config(admin::ConfigCommand),
-    /// List, verify, install, switch and prepare the face models; import dlib's own network.
+    /// List, verify, install and switch the face models; import dlib's own network.
     #[command(subcommand)]
     Model(model::ModelCommand),
     /// Bring Howdy's configuration and face models over (exit 0 done, 1 some user's models refused, 2 error).

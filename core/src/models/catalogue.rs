@@ -4,8 +4,8 @@
 //! ("fp32"), and those installed under `[models] installed_dir` with their [`super::manifest`]. Each has a name, a
 //! role, a file and its hash, a licence and a source; an embedder also has its [`EmbedderMeta`]: the alignment,
 //! input, metric and calibrated threshold the decision needs to use it right, and its identity, which every
-//! enrolment made with it records. Two files are the same embedder exactly when their identities agree: the shipped
-//! ONNX file and its prepared form share one, a file written again from dlib's .dat keeps the one that .dat gives.
+//! enrolment made with it records. Two files are the same embedder exactly when their identities agree: a file
+//! written again from dlib's .dat keeps the one that .dat gives, whatever form a later loader reads it in.
 //!
 //! [`Catalogue::active`] is the one place that turns the configuration into the two model files (and hashes) a
 //! decision loads: everything else asks it, once per decision.

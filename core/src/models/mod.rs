@@ -4,8 +4,8 @@
 //! Every model is read through the trust check (root-owned, not writable by others, parents included),
 //! hashed, and compared with the SHA-256 pinned here or in the manifest, or with the one the configuration
 //! names explicitly. A file whose hash does not match is never handed to the inference engine. What follows
-//! the reading is [`plan`] (parse, fold int8 weights with [`fold`], optimise) and [`prepared`] (the fast-loading
-//! form `facekey model prepare` keeps).
+//! the reading is [`plan`] (parse, fold int8 weights with [`fold`], optimise). There is no prepared (cached)
+//! form: tract cannot serialise an optimised plan, and its NNEF form loads no faster (docs/performance.md).
 
 pub mod catalogue;
 mod fold;
