@@ -546,10 +546,29 @@ fn start_holder(device: &Path, ms: u64) -> Result<std::process::Child, String> {
     }
 }
 
+/// Open the camera while privileged and run `check` on it in a confined child, as facekey-check and the CLI do;
+/// the child's answer, or why there was none.
+fn confined_camera(
+    device: &Path,
+    limit: Duration,
+    check: impl FnOnce(Camera) -> (bool, String),
+) -> (bool, String) {
+    use facekey_core::confine::{self, Confinement};
+    let ran = confine::run_confined(
+        Instant::now() + limit,
+        &Confinement::default(),
+        || Camera::open(device, &settings(PixelFormat::Yuyv)).map_err(|e| e.to_string()),
+        |opened| match opened {
+            Ok(camera) => check(camera),
+            Err(e) => (false, format!("open: {e}")),
+        },
+    );
+    ran.map_or_else(|e| (false, e.to_string()), |ran| ran.value)
+}
+
 /// The busy checks again, with the waiting camera in a confined child: opened while privileged, retried (format,
 /// rate, buffers, stream on) after the seccomp filter is in place.
 fn check_busy_confined(checks: &mut Checks, device: &Path) {
-    use facekey_core::confine::{self, Confinement};
     let give_up = "busy until the deadline, confined";
     let retried = "busy camera retried until released, confined";
     let mut holder = match start_holder(device, 1500) {
@@ -561,61 +580,35 @@ fn check_busy_confined(checks: &mut Checks, device: &Path) {
         }
     };
     let released_at = Instant::now() + Duration::from_millis(1500);
-    let open = || Camera::open(device, &settings(PixelFormat::Yuyv)).map_err(|e| e.to_string());
-    let ran = confine::run_confined(
-        Instant::now() + Duration::from_secs(3),
-        &Confinement::default(),
-        open,
-        |opened| -> (bool, String) {
-            let mut camera = match opened {
-                Ok(camera) => camera,
-                Err(e) => return (false, format!("open: {e}")),
-            };
-            let start = Instant::now();
-            let result = camera.next_frame(start + Duration::from_millis(400));
-            let waited = start.elapsed();
-            let ok = !camera.info().streaming
-                && matches!(result, Err(SourceError::Busy { .. }))
-                && waited >= Duration::from_millis(400)
-                && waited < Duration::from_millis(900);
-            (ok, format!("{result:?} after {} ms", waited.as_millis()))
-        },
-    );
-    match ran {
-        Ok(ran) => checks.check(give_up, ran.value.0, ran.value.1),
-        Err(e) => checks.check(give_up, false, e.to_string()),
-    };
-    let ran = confine::run_confined(
-        Instant::now() + Duration::from_secs(8),
-        &Confinement::default(),
-        open,
-        |opened| -> (bool, String) {
-            let mut camera = match opened {
-                Ok(camera) => camera,
-                Err(e) => return (false, format!("open: {e}")),
-            };
-            let start = Instant::now();
-            let result = camera.next_frame(start + Duration::from_secs(5));
-            let busy = camera.info().counters.busy;
-            let ok = matches!(result, Ok(Some(_))) && busy > 0;
-            let got = match &result {
-                Ok(Some(f)) => format!("a {}x{} frame", f.width, f.height),
-                other => format!("{other:?}"),
-            };
-            (
-                ok,
-                format!(
-                    "{got} after {} ms, {busy} busy attempt(s)",
-                    start.elapsed().as_millis()
-                ),
-            )
-        },
-    );
+    let (ok, detail) = confined_camera(device, Duration::from_secs(3), |mut camera| {
+        let start = Instant::now();
+        let result = camera.next_frame(start + Duration::from_millis(400));
+        let waited = start.elapsed();
+        let ok = !camera.info().streaming
+            && matches!(result, Err(SourceError::Busy { .. }))
+            && waited >= Duration::from_millis(400)
+            && waited < Duration::from_millis(900);
+        (ok, format!("{result:?} after {} ms", waited.as_millis()))
+    });
+    checks.check(give_up, ok, detail);
+    let (ok, detail) = confined_camera(device, Duration::from_secs(8), |mut camera| {
+        let start = Instant::now();
+        let result = camera.next_frame(start + Duration::from_secs(5));
+        let busy = camera.info().counters.busy;
+        let got = match &result {
+            Ok(Some(f)) => format!("a {}x{} frame", f.width, f.height),
+            other => format!("{other:?}"),
+        };
+        (
+            matches!(result, Ok(Some(_))) && busy > 0,
+            format!(
+                "{got} after {} ms, {busy} busy attempt(s)",
+                start.elapsed().as_millis()
+            ),
+        )
+    });
     let waited_for_release = Instant::now() >= released_at;
-    match ran {
-        Ok(ran) => checks.check(retried, ran.value.0 && waited_for_release, ran.value.1),
-        Err(e) => checks.check(retried, false, e.to_string()),
-    };
+    checks.check(retried, ok && waited_for_release, detail);
     let _ = holder.kill();
     let _ = holder.wait();
 }
