@@ -33,6 +33,22 @@ fn store_entry(file: &PathBuf, device: &str) {
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
+/// `facekey ir set` of unit 4, selector 6 (the emitter control of the known camera) on `device`.
+fn ir_set(env: &Env, device: &str, value: &str) -> std::process::Output {
+    env.run(&[
+        "ir",
+        "set",
+        "--device",
+        device,
+        "--unit",
+        "4",
+        "--selector",
+        "6",
+        "--value",
+        value,
+    ])
+}
+
 fn as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -124,18 +140,7 @@ fn set_on_a_missing_device_fails_naming_it_and_stores_nothing() {
         return;
     }
     let (env, file) = env();
-    let out = env.run(&[
-        "ir",
-        "set",
-        "--device",
-        "/dev/video99",
-        "--unit",
-        "4",
-        "--selector",
-        "6",
-        "--value",
-        "010303000000000000",
-    ]);
+    let out = ir_set(&env, "/dev/video99", "010303000000000000");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = stderr(&out);
     assert!(
@@ -154,34 +159,12 @@ fn set_on_something_that_is_not_a_camera_is_refused() {
     let (env, file) = env();
     let fake = env.path("video0");
     std::fs::write(&fake, "").unwrap();
-    let out = env.run(&[
-        "ir",
-        "set",
-        "--device",
-        fake.to_str().unwrap(),
-        "--unit",
-        "4",
-        "--selector",
-        "6",
-        "--value",
-        "01",
-    ]);
+    let out = ir_set(&env, fake.to_str().unwrap(), "01");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("not a V4L2 device"), "{}", text(&out));
     assert!(!file.exists());
     // A value that is not hex is refused before the device is touched.
-    let out = env.run(&[
-        "ir",
-        "set",
-        "--device",
-        "/dev/video99",
-        "--unit",
-        "4",
-        "--selector",
-        "6",
-        "--value",
-        "0x1g",
-    ]);
+    let out = ir_set(&env, "/dev/video99", "0x1g");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         stderr(&out).contains("expected hex bytes"),

@@ -562,6 +562,13 @@ fn restore(device: &mut dyn EmitterDevice, control: ControlId, original: &[u8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exposure(mean: f32, dark_fraction: f32) -> Exposure {
+        Exposure {
+            mean,
+            dark_fraction,
+        }
+    }
     use std::collections::BTreeMap;
     use std::io;
 
@@ -961,14 +968,8 @@ mod tests {
 
     #[test]
     fn judging_needs_lit_frames_the_baseline_lacked() {
-        let dark = Exposure {
-            mean: 2.0,
-            dark_fraction: 0.99,
-        };
-        let lit = Exposure {
-            mean: 120.0,
-            dark_fraction: 0.1,
-        };
+        let dark = exposure(2.0, 0.99);
+        let lit = exposure(120.0, 0.1);
         let all_dark = BurstStats::of(&[dark; 10]);
         let flashing = BurstStats::of(&[lit, dark, lit, dark, lit, dark, lit, dark]);
         let steady = BurstStats::of(&[lit; 8]);
@@ -983,56 +984,28 @@ mod tests {
         mostly[4] = lit;
         assert!(!judge(&all_dark, &BurstStats::of(&mostly)));
         // A lit face on a black background: most pixels stay dark, the brightness tells.
-        let face = Exposure {
-            mean: 70.0,
-            dark_fraction: 0.7,
-        };
+        let face = exposure(70.0, 0.7);
         assert!(judge(&all_dark, &BurstStats::of(&[face; 8])));
         // Daylight with the exposure drifting by 20 levels is not an emitter.
-        let day = BurstStats::of(
-            &[Exposure {
-                mean: 100.0,
-                dark_fraction: 0.05,
-            }; 8],
-        );
-        let brighter_day = BurstStats::of(
-            &[Exposure {
-                mean: 120.0,
-                dark_fraction: 0.04,
-            }; 8],
-        );
+        let day = BurstStats::of(&[exposure(100.0, 0.05); 8]);
+        let brighter_day = BurstStats::of(&[exposure(120.0, 0.04); 8]);
         assert!(!judge(&day, &brighter_day));
     }
 
     #[test]
     fn a_threshold_is_learnt_only_when_lit_and_unlit_frames_are_apart() {
-        let dark = Exposure {
-            mean: 2.0,
-            dark_fraction: 0.95,
-        };
-        let lit = Exposure {
-            mean: 120.0,
-            dark_fraction: 0.25,
-        };
+        let dark = exposure(2.0, 0.95);
+        let lit = exposure(120.0, 0.25);
         assert_eq!(
             learn_dark_threshold(&[dark; 4], &[lit, dark, lit]),
             Some(60.0)
         );
-        let grey = Exposure {
-            mean: 40.0,
-            dark_fraction: 0.55,
-        };
-        let dim = Exposure {
-            mean: 40.0,
-            dark_fraction: 0.6,
-        };
+        let grey = exposure(40.0, 0.55);
+        let dim = exposure(40.0, 0.6);
         assert_eq!(learn_dark_threshold(&[grey], &[dim]), None);
         // A lit face on black: 70% of its pixels are dark, so the default 60 would skip it; the
         // learnt threshold keeps it.
-        let face = Exposure {
-            mean: 70.0,
-            dark_fraction: 0.70,
-        };
+        let face = exposure(70.0, 0.70);
         let t = learn_dark_threshold(&[dark; 4], &[face; 4]).unwrap();
         assert!(t > 70.0 && t < 95.0, "{t}");
         assert_eq!(learn_dark_threshold(&[], &[lit]), None);
